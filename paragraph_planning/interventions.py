@@ -1,0 +1,160 @@
+"""Interventions as hook functions, plus persistent neuron masks.
+
+Every factory returns a function with the one hook signature ``fn(act, *, hook)``, to be used as
+``with model.hooks([(name, fn)]):``. Zero, mean, peak and resample ablation and pruning are all
+the same mask ``x·m + c·(1−m)`` with different ``c``; see :func:`mask_fn`.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import torch
+
+from .hooks import HookedModel, HookFn, HookHandle, HookPoint
+
+
+def _as_site(t: torch.Tensor | float, act: torch.Tensor) -> torch.Tensor:
+    """Broadcast a per-neuron tensor (flat ``[n]`` or site-shaped) to ``act``'s trailing shape."""
+    t = torch.as_tensor(t, device=act.device, dtype=act.dtype)
+    trailing = act.shape[2:]
+    if t.dim() >= 1 and len(trailing) > 1 and t.shape[-1] == trailing.numel():
+        t = t.view(*t.shape[:-1], *trailing)
+    return t
+
+
+def mask_fn(keep: torch.Tensor, values: torch.Tensor | float = 0.0) -> HookFn:
+    """Replace neurons: ``x·m + c·(1−m)`` with ``m = keep`` (1 keeps, 0 replaces; soft values allowed).
+
+    ``keep`` and ``values`` are per-neuron, shaped like the site per token (``[d_mlp]``,
+    ``[head, d_head]``) or flat; ``values`` may also be ``[batch, pos, ...]`` (resampling: the value
+    the neuron had at the same absolute position of another input).
+    """
+    cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def fn(act: torch.Tensor, *, hook: HookPoint) -> torch.Tensor:
+        key = (act.device, act.dtype)
+        if key not in cache:
+            m = _as_site(keep, act).to(act.dtype)
+            cache[key] = (m, 1 - m)
+        m, inv = cache[key]
+        c = _as_site(values, act)
+        if c.dim() == act.dim():  # per-position values (resampling): align with absolute positions
+            c = c[: act.shape[0], hook.offset: hook.offset + act.shape[1]]
+            if c.shape[:2] != act.shape[:2]:
+                raise ValueError(f"{hook.name}: per-position values of shape {tuple(c.shape)} do not cover "
+                                 f"activations of shape {tuple(act.shape)}.")
+        return act * m + c * inv
+
+    return fn
+
+
+def _window(positions: torch.Tensor, hook: HookPoint, seq: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices ``i`` into ``positions`` that fall in this forward pass, and their local positions."""
+    local = positions - hook.offset
+    inside = (local >= 0) & (local < seq)
+    return inside.nonzero().flatten(), local[inside]
+
+
+def patch_fn(values: torch.Tensor, positions: Sequence[int], scale: float = 1.0) -> HookFn:
+    """Set a site at absolute ``positions`` to ``values``: ``x + scale·(v − x)`` (scale 1 replaces).
+
+    ``values``: ``[k, *site]`` (same for every row) or ``[batch, k, *site]``; ``positions``: ``k``
+    ints, negative ones counted from the end of the prompt, i.e. of the first forward pass this
+    function sees (make a new one per prompt batch). Correct with and without the KV cache: each
+    absolute position gets the patch in every pass that computes it.
+    """
+    pos = torch.as_tensor(list(positions), dtype=torch.long)
+    state: dict[str, torch.Tensor] = {}
+
+    def fn(act: torch.Tensor, *, hook: HookPoint) -> torch.Tensor | None:
+        if "pos" not in state:
+            state["pos"] = torch.where(pos < 0, pos + act.shape[1], pos)
+        idx, local = _window(state["pos"], hook, act.shape[1])
+        if idx.numel() == 0:
+            return None
+        v = values.to(act.device, act.dtype)
+        v = v[:, idx] if v.dim() == act.dim() else v[idx].unsqueeze(0)
+        out = act.clone()
+        cur = out[:, local.to(act.device)]
+        out[:, local.to(act.device)] = cur + scale * (v - cur)
+        return out
+
+    return fn
+
+
+def add_fn(vector: torch.Tensor, positions: Sequence[int] | None = None, scale: float = 1.0) -> HookFn:
+    """Add ``scale·vector`` (site-shaped per token) at ``positions`` (as in :func:`patch_fn`; None = all)."""
+    pos = None if positions is None else torch.as_tensor(list(positions), dtype=torch.long)
+    state: dict[str, torch.Tensor] = {}
+
+    def fn(act: torch.Tensor, *, hook: HookPoint) -> torch.Tensor | None:
+        v = scale * _as_site(vector, act)
+        if pos is None:
+            return act + v
+        if "pos" not in state:
+            state["pos"] = torch.where(pos < 0, pos + act.shape[1], pos)
+        _, local = _window(state["pos"], hook, act.shape[1])
+        if local.numel() == 0:
+            return None
+        out = act.clone()
+        out[:, local.to(act.device)] += v
+        return out
+
+    return fn
+
+
+class NeuronMasks:
+    """Persistent per-neuron masks on neuron sites (pruning): stays on until :meth:`remove`.
+
+    ``masks.set("blocks.3.mlp.pre_out", keep, values)`` installs or replaces one site's mask;
+    ``keep`` is boolean/float per neuron (flat or site-shaped). Also a context manager.
+    """
+
+    def __init__(self, model: HookedModel):
+        self.model = model
+        self.keep: dict[str, torch.Tensor] = {}
+        self.values: dict[str, torch.Tensor | float] = {}
+        self._handles: dict[str, HookHandle] = {}
+
+    def set(self, name: str, keep: torch.Tensor, values: torch.Tensor | float = 0.0) -> "NeuronMasks":
+        """Install (or replace) the mask of one site."""
+        layer, site = self.model.parse(name)
+        n = self.model.cfg.n_neurons(site)
+        keep = torch.as_tensor(keep)
+        if keep.numel() != n:
+            raise ValueError(f"Mask for {name} has {keep.numel()} entries; the site has {n} neurons.")
+        self.clear(name)
+        self.keep[name], self.values[name] = keep.flatten(), values
+        self._handles[name] = self.model.add_hook(name, mask_fn(keep.flatten(), _flat(values)))
+        return self
+
+    def update(self, masks: Mapping[str, torch.Tensor], values: Mapping[str, torch.Tensor] | None = None) -> "NeuronMasks":
+        """Set several sites at once (``values`` per site, default zero)."""
+        for name, keep in masks.items():
+            self.set(name, keep, (values or {}).get(name, 0.0))
+        return self
+
+    def clear(self, name: str) -> None:
+        """Remove one site's mask (no-op if absent)."""
+        if name in self._handles:
+            self._handles.pop(name).remove()
+            self.keep.pop(name), self.values.pop(name)
+
+    def remove(self) -> None:
+        """Remove every mask: the model is as before."""
+        for name in list(self._handles):
+            self.clear(name)
+
+    def n_masked(self) -> dict[str, int]:
+        """Number of replaced neurons per site (entries with keep < 1)."""
+        return {name: int((k < 1).sum()) for name, k in self.keep.items()}
+
+    def __enter__(self) -> "NeuronMasks":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+
+def _flat(values: torch.Tensor | float) -> torch.Tensor | float:
+    return values.flatten() if isinstance(values, torch.Tensor) and values.dim() > 1 else values
