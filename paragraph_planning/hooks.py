@@ -67,6 +67,8 @@ class HookedModel:
         self.spec: ArchSpec = arch_spec(hf_model)
         self.cfg: ModelConfig = model_config(hf_model)
         self.tokenizer = tokenizer
+        if tokenizer is not None and tokenizer.pad_token is None:  # batching needs one; never a real target
+            tokenizer.pad_token = tokenizer.eos_token
         self.processor = processor
         self.name = name or type(hf_model).__name__
         self._blocks = blocks(hf_model)
