@@ -1,0 +1,664 @@
+"""Modularity (paper 3): do tasks own their neurons?
+
+For each *task* (a forget set: one wiki topic, one BBC category, Python code, ...; or one
+Fashion-MNIST class or group) we score every FF neuron (``mlp.pre_out``) with the selective-pruning
+``abs`` score, ``mean|x|(task) / (mean|x|(retain) + eps)``, one shot, and take the global top
+fraction as the task's neuron set. Then:
+
+* :func:`overlap_table`: ``|A ∩ B| / k`` for every pair of tasks at several fractions (chance =
+  the fraction), for a model and its random-init twin;
+* :func:`cross_evaluation`: per task, the smallest pruning fraction that brings its own top-1 to
+  ``target`` × unpruned (binary search), then every task's top-1 ratio at that fraction;
+* :func:`moe_concentration`: per layer, equal-size k-means of the rows of ``W_in`` (MoEfication)
+  and a random equal-size partition; how concentrated each task's top neurons are in few clusters.
+
+Documents are split three ways so that no text is used twice: the test split (by document id,
+:func:`paragraph_planning.data.split_of`) is for evaluation; the train split is halved by another
+hash (:func:`pool_of`) into a forget pool (task statistics) and a retain pool (the retain mix).
+Long documents are cut into pieces of whole lines (:data:`CHUNK_CHARS`), so a sample of a few
+thousand tokens comes from many documents. Images: statistics per class on training images, a
+task's retain set is every other class; evaluation on test images.
+
+Statistics, scores and clusterings are cached with :func:`paragraph_planning.cache.cached`.
+"""
+from __future__ import annotations
+
+import difflib
+import hashlib
+import math
+import sys
+from dataclasses import asdict, dataclass, field
+from types import SimpleNamespace
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .cache import cached
+from .clustering import (concentration, moefy, off_diagonal, overlap_matrix, random_partition, similarity_order,
+                         smallest_fraction, top_fraction, top_pairs)
+from .hooks import HookedModel
+
+SITE = "mlp.pre_out"
+RETAIN_CORPORA: tuple[str, ...] = ("wiki-en", "bbc")
+"""Default retain mix: every English wiki topic and every BBC category (retain pool only)."""
+SKIP_TOPICS: tuple[str, ...] = ("Uncategorized",)
+CHUNK_CHARS = 2000
+"""Documents are cut into pieces of whole lines of at most about this many characters."""
+Scores = dict[str, torch.Tensor]  # task name -> [n_layers, d_mlp] float64 scores
+
+
+# ============================================================================ tasks and data
+@dataclass(frozen=True)
+class Task:
+    """A forget set. Text: ``corpus`` plus label ``filters``; image: Fashion-MNIST ``classes``.
+
+    ``family`` groups related tasks (wiki topics, BBC categories, clothing groups): the chapter
+    checks whether tasks of one family share more neurons than tasks of different families.
+    """
+
+    name: str
+    corpus: str
+    family: str
+    filters: tuple[tuple[str, str], ...] = ()
+    classes: tuple[str, ...] = ()
+
+    @property
+    def kind(self) -> str:
+        return "image" if self.classes else "text"
+
+
+def _select(tasks: list[Task], names: Sequence[str] | None) -> list[Task]:
+    if names is None:
+        return tasks
+    by_name = {t.name: t for t in tasks}
+    out = []
+    for n in names:
+        if n not in by_name:
+            close = difflib.get_close_matches(n, list(by_name), n=3, cutoff=0.4)
+            hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
+            raise ValueError(f"Unknown task {n!r}.{hint} Tasks: {', '.join(by_name)}.")
+        out.append(by_name[n])
+    if len({t.name for t in out}) != len(out):
+        raise ValueError(f"Duplicate task names in {list(names)}.")
+    return out
+
+
+def text_tasks(names: Sequence[str] | None = None) -> list[Task]:
+    """The text tasks: each English wiki topic, each BBC category, Python, Shakespeare, recipes, French.
+
+    ``names`` keeps (and orders) a subset, e.g. ``["wiki/Mathematics", "python"]``.
+    """
+    from .data import corpus_labels
+
+    tasks = [Task(f"wiki/{t}", "wiki-en", "wiki-en", (("topic", t),))
+             for t in corpus_labels("wiki-en") if t not in SKIP_TOPICS]
+    tasks += [Task(f"bbc/{c}", "bbc", "bbc", (("category", c),)) for c in corpus_labels("bbc")]
+    tasks += [Task("python", "python-code", "code"), Task("shakespeare", "shakespeare", "shakespeare"),
+              Task("recipes", "recipes", "recipes"), Task("french", "wiki-fr", "french")]
+    return _select(tasks, names)
+
+
+def image_tasks(names: Sequence[str] | None = None) -> list[Task]:
+    """Each Fashion-MNIST class, and each group of several classes (tops, footwear).
+
+    The groups bottoms, dresses and bags hold one class each (Trouser, Dress, Bag): as tasks they
+    would duplicate those classes, so they are left out.
+    """
+    from .images import FASHION_CLASS_GROUP, FASHION_CLASSES, FASHION_GROUPS
+
+    tasks = [Task(c, "fashion-mnist", FASHION_CLASS_GROUP[c], classes=(c,)) for c in FASHION_CLASSES]
+    for g in FASHION_GROUPS:
+        members = tuple(c for c in FASHION_CLASSES if FASHION_CLASS_GROUP[c] == g)
+        if len(members) > 1:
+            tasks.append(Task(f"group/{g}", "fashion-mnist", g, classes=members))
+    return _select(tasks, names)
+
+
+def nested(a: Task, b: Task) -> bool:
+    """Whether one task's data contains the other's (a class and its group)."""
+    return bool(a.classes and b.classes) and (set(a.classes) <= set(b.classes) or set(b.classes) <= set(a.classes))
+
+
+def pool_of(doc_id: str) -> str:
+    """``"forget"`` or ``"retain"``: a stable half split of the training documents (by id hash)."""
+    h = hashlib.sha256(b"modularity-pool:" + doc_id.encode("utf-8")).digest()
+    return "retain" if h[0] & 1 else "forget"
+
+
+def _pieces(text: str, max_chars: int) -> list[str]:
+    out, cur, size = [], [], 0
+    for line in text.splitlines(keepends=True):
+        if cur and size + len(line) > max_chars:
+            out.append("".join(cur))
+            cur, size = [], 0
+        cur.append(line)
+        size += len(line)
+    if cur:
+        out.append("".join(cur))
+    return [p for p in out if p.strip()]
+
+
+def _chunked(ids: Sequence[str], texts: Sequence[str], max_chars: int) -> Any:
+    from datasets import Dataset
+
+    rows = [(f"{i}#{k}", p) for i, t in zip(ids, texts) for k, p in enumerate(_pieces(t, max_chars))]
+    return Dataset.from_dict({"id": [r[0] for r in rows], "text": [r[1] for r in rows]})
+
+
+def task_texts(task: Task, role: str, max_chars: int = CHUNK_CHARS) -> Any:
+    """A task's documents (cut into pieces) as a ``Dataset``: ``role`` ``"forget"`` (train, forget pool) or ``"eval"`` (test)."""
+    from .data import load_corpus
+
+    if role not in ("forget", "eval"):
+        raise ValueError(f"role must be 'forget' or 'eval', got {role!r}.")
+    ds = load_corpus(task.corpus, "test" if role == "eval" else "train", **dict(task.filters))
+    ids, texts = ds["id"], ds["text"]
+    keep = [j for j, i in enumerate(ids) if role == "eval" or pool_of(i) == "forget"]
+    return _chunked([ids[j] for j in keep], [texts[j] for j in keep], max_chars)
+
+
+def retain_texts(corpora: Sequence[str] = RETAIN_CORPORA, max_chars: int = CHUNK_CHARS) -> Any:
+    """The retain mix: training documents of ``corpora`` in the retain pool, cut into pieces."""
+    from .data import load_corpus
+
+    ids, texts = [], []
+    for c in corpora:
+        ds = load_corpus(c, "train")
+        for i, t in zip(ds["id"], ds["text"]):
+            if pool_of(i) == "retain":
+                ids.append(i)
+                texts.append(t)
+    return _chunked(ids, texts, max_chars)
+
+
+def doc_ids(ds: Any) -> set[str]:
+    """The source document ids of a chunked ``Dataset`` (piece suffix ``#k`` removed)."""
+    return {i.rsplit("#", 1)[0] for i in ds["id"]}
+
+
+# ============================================================================ models and statistics
+@dataclass
+class ModelRef:
+    """A model named by what identifies it (for cache keys), loaded on first :meth:`get` only."""
+
+    name: str
+    random_init: bool = False
+    seed: int = 0
+    device: str | None = None
+    _model: HookedModel | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def key(self) -> dict[str, Any]:
+        return {"model": self.name, "random_init": self.random_init, "init_seed": self.seed if self.random_init else None}
+
+    @property
+    def label(self) -> str:
+        return "random init" if self.random_init else "trained"
+
+    def get(self) -> HookedModel:
+        if self._model is None:
+            from .models import load_model
+
+            self._model = load_model(self.name, random_init=self.random_init, seed=self.seed, device=self.device)
+        return self._model
+
+
+def _depends() -> list[Any]:
+    from . import architectures, clustering, data, evaluation, hooks, images, interventions, models, pruning, statistics
+
+    return [sys.modules[__name__], architectures, clustering, data, evaluation, hooks, images, interventions, models,
+            pruning, statistics]
+
+
+def _mean_abs(model: HookedModel, batches: Any) -> dict[str, Any]:
+    """``{"mean_abs": [n_layers, d_mlp] float64, "count": tokens}`` of ``mlp.pre_out`` over ``batches``."""
+    from .statistics import collect_stats
+
+    stats = collect_stats(model, batches, sites=(SITE,), bins=1, reservoir=0, progress=False)
+    names = [f"blocks.{i}.{SITE}" for i in range(model.cfg.n_layers)]
+    return {"mean_abs": torch.stack([stats[n].mean_abs.cpu() for n in names]), "count": stats[names[0]].count}
+
+
+def abs_scores(forget: torch.Tensor, retain: torch.Tensor) -> torch.Tensor:
+    """Selective-pruning ``abs`` scores ``[n_layers, n]`` from mean ``|x|`` of forget and retain ``[n_layers, n]``."""
+    from .pruning import score_neurons
+
+    names = [f"blocks.{i}.{SITE}" for i in range(forget.shape[0])]
+    wrap = lambda t: {n: SimpleNamespace(mean_abs=t[i]) for i, n in enumerate(names)}  # noqa: E731
+    scores = score_neurons(wrap(forget), wrap(retain), "abs")
+    return torch.stack([scores[n] for n in names])
+
+
+def text_scores(ref: ModelRef, tasks: Sequence[Task], *, retain: Sequence[str] = RETAIN_CORPORA,
+                collect_tokens: int = 8192, retain_tokens: int | None = None, seq_len: int = 256,
+                batch_size: int = 8, seed: int = 0) -> Scores:
+    """Per text task, ``abs`` scores ``[n_layers, d_mlp]``; the retain statistics are collected once.
+
+    Statistics are cached per task and per retain mix, so adding a task collects only that task.
+    """
+    from .data import token_batches
+
+    common = {**ref.key, "seq_len": seq_len, "batch_size": batch_size, "seed": seed, "chunk": CHUNK_CHARS}
+
+    def collect(ds: Any, n: int) -> dict[str, Any]:
+        model = ref.get()
+        return _mean_abs(model, token_batches(ds, model.tokenizer, n, seq_len, batch_size, seed=seed))
+
+    n_retain = retain_tokens or 2 * collect_tokens
+    r = cached("modularity-text-stats", {**common, "retain": list(retain), "n_tokens": n_retain},
+               lambda: collect(retain_texts(retain), n_retain), depends=_depends())
+    out = {}
+    for task in tasks:
+        f = cached("modularity-text-stats", {**common, "task": asdict(task), "n_tokens": collect_tokens},
+                   lambda task=task: collect(task_texts(task, "forget"), collect_tokens), depends=_depends())
+        out[task.name] = abs_scores(f["mean_abs"], r["mean_abs"])
+    return out
+
+
+def class_images(split: str, per_class: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """``{class: uint8 [n, 28, 28]}``: up to ``per_class`` Fashion-MNIST images per class (seeded choice)."""
+    from .images import FASHION_CLASSES, images_array, labels_array, load_fashion_mnist
+
+    ds = load_fashion_mnist(split)
+    images, labels = images_array(ds), labels_array(ds)
+    rng = np.random.default_rng(seed)
+    return {c: images[np.sort(rng.permutation(np.flatnonzero(labels == i))[:per_class])]
+            for i, c in enumerate(FASHION_CLASSES)}
+
+
+def image_scores(ref: ModelRef, tasks: Sequence[Task], *, images_per_class: int = 500, batch_size: int = 250,
+                 seed: int = 0) -> Scores:
+    """Per image task, ``abs`` scores ``[n_layers, d_mlp]``: the task's classes vs every other class.
+
+    Statistics are collected once per class (training images); a task's forget and retain
+    statistics are token-weighted means over its classes and over the other classes.
+    """
+    from .images import pixel_processor
+
+    def compute() -> dict[str, dict[str, Any]]:
+        model = ref.get()
+        proc = pixel_processor(model)
+        out = {}
+        for c, imgs in class_images("train", images_per_class, seed).items():
+            out[c] = _mean_abs(model, [proc(imgs[i:i + batch_size]) for i in range(0, len(imgs), batch_size)])
+        return out
+
+    per_class = cached("modularity-image-stats", {**ref.key, "images_per_class": images_per_class, "seed": seed},
+                       compute, depends=_depends())
+
+    def pooled(classes: Sequence[str]) -> torch.Tensor:
+        n = torch.tensor([float(per_class[c]["count"]) for c in classes], dtype=torch.float64)
+        return torch.einsum("c,cln->ln", n / n.sum(), torch.stack([per_class[c]["mean_abs"] for c in classes]))
+
+    out = {}
+    for task in tasks:
+        others = [c for c in per_class if c not in task.classes]
+        out[task.name] = abs_scores(pooled(task.classes), pooled(others))
+    return out
+
+
+# ============================================================================ overlap
+def _layer_dict(s: torch.Tensor) -> dict[str, torch.Tensor]:
+    return {f"blocks.{i}.{SITE}": s[i] for i in range(s.shape[0])}
+
+
+def overlap_table(scores: Mapping[str, Scores], fracs: Sequence[float]) -> pd.DataFrame:
+    """Long table of ``|A ∩ B| / k`` for ``{weights label: {task: scores}}`` at each fraction.
+
+    Columns: ``weights``, ``frac``, ``task_a``, ``task_b``, ``overlap``, ``count`` (``|A ∩ B|``),
+    ``k`` (set size), ``chance`` (= the fraction, the expected overlap of random sets).
+    """
+    rows = []
+    for weights, by_task in scores.items():
+        for frac in fracs:
+            sets = {t: top_fraction(_layer_dict(s), frac) for t, s in by_task.items()}
+            m = overlap_matrix(sets)
+            n = next(iter(sets.values())).numel()
+            for a in m.index:
+                k = int(sets[a].sum())
+                for b in m.columns:
+                    rows.append({"weights": weights, "frac": float(frac), "task_a": a, "task_b": b,
+                                 "overlap": float(m.at[a, b]), "count": int(round(m.at[a, b] * k)), "k": k,
+                                 "chance": k / n})
+    return pd.DataFrame(rows)
+
+
+def overlap_matrix_of(table: pd.DataFrame, weights: str, frac: float) -> pd.DataFrame:
+    """The task × task matrix of one ``weights`` label and fraction from :func:`overlap_table`."""
+    part = table[(table.weights == weights) & np.isclose(table.frac, frac)]
+    if part.empty:
+        raise ValueError(f"No overlaps for weights={weights!r}, frac={frac}.")
+    order = list(dict.fromkeys(part.task_a))
+    return part.pivot(index="task_a", columns="task_b", values="overlap").loc[order, order]
+
+
+def _pair_masks(tasks: Sequence[Task], names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean ``[n, n]`` masks over off-diagonal, non-nested pairs: same family, different family."""
+    by = {t.name: t for t in tasks}
+    ts = [by[n] for n in names]
+    same = np.array([[a.family == b.family for b in ts] for a in ts])
+    ok = ~np.eye(len(ts), dtype=bool) & ~np.array([[nested(a, b) for b in ts] for a in ts])
+    return same & ok, ~same & ok
+
+
+def overlap_summary(table: pd.DataFrame, tasks: Sequence[Task]) -> pd.DataFrame:
+    """Per weights and fraction: mean off-diagonal overlap vs chance, within vs between families."""
+    rows = []
+    for (weights, frac), _ in table.groupby(["weights", "frac"], sort=False):
+        m = overlap_matrix_of(table, weights, frac)
+        off = off_diagonal(m)
+        within, between = _pair_masks(tasks, list(m.index))
+        chance = float(table[(table.weights == weights) & (table.frac == frac)].chance.iloc[0])
+        rows.append({"weights": weights, "frac": frac, "chance": chance, "mean_offdiag": off.mean(),
+                     "times_chance": off.mean() / chance, "max_offdiag": off.max(),
+                     "within_family": m.values[within].mean() if within.any() else math.nan,
+                     "between_family": m.values[between].mean() if between.any() else math.nan})
+    return pd.DataFrame(rows)
+
+
+def pattern_correlation(table: pd.DataFrame, a: str = "trained", b: str = "random init") -> pd.DataFrame:
+    """Per fraction, the Spearman correlation of the pairwise overlaps of two weight labels."""
+    from scipy.stats import spearmanr
+
+    rows = []
+    for frac in sorted(table.frac.unique()):
+        ma, mb = overlap_matrix_of(table, a, frac), overlap_matrix_of(table, b, frac)
+        mb = mb.loc[ma.index, ma.columns]
+        iu = np.triu_indices(len(ma), 1)
+        rho = spearmanr(ma.values[iu], mb.values[iu]).statistic if len(iu[0]) > 2 else math.nan
+        rows.append({"frac": frac, "spearman": float(rho)})
+    return pd.DataFrame(rows)
+
+
+def overlap_top_pairs(table: pd.DataFrame, tasks: Sequence[Task], weights: str, frac: float, n: int = 5) -> pd.DataFrame:
+    """The ``n`` task pairs with the highest overlap (nested pairs, a class and its own group, left out)."""
+    m = overlap_matrix_of(table, weights, frac)
+    by = {t.name: t for t in tasks}
+    pairs = top_pairs(m, len(m) * len(m))
+    pairs = pairs[[not nested(by[a], by[b]) for a, b in zip(pairs.task_a, pairs.task_b)]].head(n)
+    return pairs.assign(times_chance=pairs.overlap / frac).reset_index(drop=True)
+
+
+def task_order(table: pd.DataFrame, weights: str = "trained", frac: float | None = None) -> list[str]:
+    """Tasks ordered so that tasks with overlapping neuron sets sit together (at ``frac``, default the median)."""
+    fracs = sorted(table.frac.unique())
+    return similarity_order(overlap_matrix_of(table, weights, fracs[len(fracs) // 2] if frac is None else frac))
+
+
+# ============================================================================ cross-evaluation
+Evaluate = Callable[[str | None, float, Sequence[str]], Mapping[str, float]]
+
+
+def cross_evaluation(tasks: Sequence[str], evaluate: Evaluate, *, target: float = 0.8, lo: float = 0.0,
+                     hi: float = 0.128, tol: float = 0.008) -> pd.DataFrame:
+    """Per task, the smallest fraction that brings its own metric to ``target`` × unpruned; then all tasks there.
+
+    ``evaluate(prune_for, frac, on)`` returns ``{task: metric}`` for the tasks ``on`` with the top
+    ``frac`` neurons of ``prune_for`` pruned (``None``/0: unpruned). Returns one row per
+    (``pruned_for``, ``evaluated_on``) with ``frac``, ``reached`` (False: even ``hi`` did not get
+    there), ``base``, ``pruned`` and ``ratio`` = pruned / base (NaN where base is 0).
+    """
+    tasks = list(tasks)
+    base = dict(evaluate(None, 0.0, tasks))
+    rows = []
+    for t in tasks:
+        memo: dict[float, float] = {}
+
+        def own(frac: float, t: str = t) -> float:
+            if frac not in memo:
+                memo[frac] = float(evaluate(t, frac, [t])[t])
+            return memo[frac] / base[t]
+
+        if not base[t] > 0:  # nothing to lose: no search
+            frac, reached, res = math.nan, False, {u: math.nan for u in tasks}
+        else:
+            frac = smallest_fraction(own, target, lo, hi, tol)
+            reached = own(frac) <= target
+            res = dict(evaluate(t, frac, [u for u in tasks if u != t]))
+            res[t] = memo[frac]
+        for u in tasks:
+            b = base[u]
+            rows.append({"pruned_for": t, "evaluated_on": u, "frac": frac, "reached": reached, "base": b,
+                         "pruned": res[u], "ratio": res[u] / b if b > 0 else math.nan})
+    return pd.DataFrame(rows)
+
+
+def _masks(model: HookedModel, s: torch.Tensor, frac: float) -> Any:
+    from .interventions import NeuronMasks
+    from .pruning import select_top
+
+    sel = select_top(_layer_dict(s), frac)
+    return NeuronMasks(model).update({n: ~m for n, m in sel.items()})
+
+
+def text_evaluator(ref: ModelRef, tasks: Sequence[Task], scores: Scores, *, eval_tokens: int = 1024,
+                   seq_len: int = 256, seed: int = 0) -> Evaluate:
+    """``evaluate(prune_for, frac, on)`` → next-token top-1 on each task's test documents."""
+    from .data import token_batches
+    from .evaluation import evaluate_lm
+
+    model = ref.get()
+    by = {t.name: t for t in tasks}
+    batches: dict[str, torch.Tensor] = {}
+
+    def evaluate(prune_for: str | None, frac: float, on: Sequence[str]) -> dict[str, float]:
+        for u in on:
+            if u not in batches:
+                batches[u] = token_batches(task_texts(by[u], "eval"), model.tokenizer, eval_tokens, seq_len, 1, seed=seed)
+        if prune_for is None or frac <= 0:
+            return {u: evaluate_lm(model, batches[u])["top1"] for u in on}
+        with _masks(model, scores[prune_for], frac):
+            return {u: evaluate_lm(model, batches[u])["top1"] for u in on}
+
+    return evaluate
+
+
+def image_evaluator(ref: ModelRef, tasks: Sequence[Task], scores: Scores, *, eval_images: int = 200,
+                    seed: int = 0) -> Evaluate:
+    """``evaluate(prune_for, frac, on)`` → top-1 accuracy on each task's test images (all classes at once)."""
+    from .images import FASHION_CLASSES, pixel_processor
+
+    model = ref.get()
+    proc = pixel_processor(model)
+    imgs = class_images("test", eval_images, seed)
+    by = {t.name: t for t in tasks}
+
+    def run() -> dict[str, torch.Tensor]:
+        return {c: (model(proc(x)).argmax(-1).cpu() == FASHION_CLASSES.index(c)).float() for c, x in imgs.items()}
+
+    def evaluate(prune_for: str | None, frac: float, on: Sequence[str]) -> dict[str, float]:
+        if prune_for is None or frac <= 0:
+            hits = run()
+        else:
+            with _masks(model, scores[prune_for], frac):
+                hits = run()
+        return {u: float(torch.cat([hits[c] for c in by[u].classes]).mean()) for u in on}
+
+    return evaluate
+
+
+def cross_evaluate(ref: ModelRef, tasks: Sequence[Task], scores: Scores, *, eval_size: int, target: float = 0.8,
+                   hi: float = 0.128, tol: float = 0.008, seq_len: int = 256, seed: int = 0) -> pd.DataFrame:
+    """Cached :func:`cross_evaluation` of a language model (``eval_size`` tokens per task) or image
+    classifier (``eval_size`` test images per class)."""
+    kind = tasks[0].kind
+    params = {**ref.key, "tasks": [asdict(t) for t in tasks], "eval_size": eval_size, "target": target, "hi": hi,
+              "tol": tol, "seq_len": seq_len, "seed": seed, "scores": torch.stack([scores[t.name] for t in tasks])}
+
+    def compute() -> pd.DataFrame:
+        if kind == "text":
+            ev = text_evaluator(ref, tasks, scores, eval_tokens=eval_size, seq_len=seq_len, seed=seed)
+        else:
+            ev = image_evaluator(ref, tasks, scores, eval_images=eval_size, seed=seed)
+        return cross_evaluation([t.name for t in tasks], ev, target=target, hi=hi, tol=tol)
+
+    return cached("modularity-cross-eval", params, compute, depends=_depends())
+
+
+def cross_summary(cross: pd.DataFrame) -> pd.DataFrame:
+    """Per pruned-for task: the fraction needed, its own ratio, and the other tasks' mean and worst ratio."""
+    rows = []
+    for t, part in cross.groupby("pruned_for", sort=False):
+        own = part[part.evaluated_on == t].iloc[0]
+        others = part[part.evaluated_on != t].dropna(subset=["ratio"])
+        worst = others.loc[others.ratio.idxmin()] if len(others) else None
+        rows.append({"pruned_for": t, "frac": own.frac, "reached": own.reached, "own_ratio": own.ratio,
+                     "others_mean_ratio": others.ratio.mean() if len(others) else math.nan,
+                     "most_hit": worst.evaluated_on if worst is not None else "",
+                     "most_hit_ratio": worst.ratio if worst is not None else math.nan})
+    return pd.DataFrame(rows)
+
+
+# ============================================================================ MoEfication
+def moe_labels(ref: ModelRef, layers: Sequence[int], n_clusters: int, seed: int = 0) -> dict[int, np.ndarray]:
+    """Per layer, equal-size k-means labels ``[d_mlp]`` of the L2-normalised rows of ``W_in`` (cached per layer)."""
+    out = {}
+    for layer in layers:
+        out[layer] = cached("moefication", {**ref.key, "layer": int(layer), "n_clusters": n_clusters, "seed": seed},
+                            lambda layer=layer: moefy(ref.get().weights(layer)["W_in"], n_clusters, seed=seed),
+                            depends=_depends())
+    return out
+
+
+def moe_concentration(scores: Scores, labels: Mapping[int, np.ndarray], n_clusters: int, *, frac: float = 0.1,
+                      n_random: int = 20, seed: int = 0) -> pd.DataFrame:
+    """How concentrated each task's top neurons are in k-means clusters vs random equal-size partitions.
+
+    Per task and layer, the top ``frac`` of the layer's neurons by score (a per-layer selection,
+    so every layer holds the same number) → :func:`~.clustering.concentration` with the k-means
+    labels, and with ``n_random`` random partitions. Columns: ``task``, ``layer``, ``kmeans``,
+    ``random`` (mean), ``random_p95``, ``excess`` (kmeans − random), ``above_p95``.
+    """
+    rows = []
+    for layer, lab in labels.items():
+        d_mlp = len(lab)
+        k = max(1, int(frac * d_mlp))
+        rand = [random_partition(d_mlp, n_clusters, seed=seed + 1000 * layer + r) for r in range(n_random)]
+        for task, s in scores.items():
+            sel = np.zeros(d_mlp, dtype=bool)
+            sel[s[layer].topk(k).indices.numpy()] = True
+            km = concentration(sel, lab, n_clusters)
+            rc = np.array([concentration(sel, r, n_clusters) for r in rand])
+            rows.append({"task": task, "layer": int(layer), "kmeans": km, "random": rc.mean(),
+                         "random_p95": np.quantile(rc, 0.95), "excess": km - rc.mean(),
+                         "above_p95": bool(km > np.quantile(rc, 0.95))})
+    return pd.DataFrame(rows)
+
+
+def moe_layer_summary(conc: pd.DataFrame) -> pd.DataFrame:
+    """Per layer: mean concentration with k-means and random clusters, excess, share of tasks above p95."""
+    g = conc.groupby("layer")
+    return pd.DataFrame({"kmeans": g.kmeans.mean(), "random": g.random.mean(), "excess": g.excess.mean(),
+                         "share_above_p95": g.above_p95.mean()}).reset_index()
+
+
+def depth_profile(layer_summary: pd.DataFrame, n_layers: int) -> dict[str, float]:
+    """Mean excess concentration in the first, middle and last third of the model's layers."""
+    third = layer_summary.layer.to_numpy() * 3 // n_layers
+    return {part: float(layer_summary.excess[third == i].mean()) for i, part in enumerate(("early", "middle", "late"))}
+
+
+# ============================================================================ the paper's claims, checked
+def overlap_claims(summary: pd.DataFrame, corr: pd.DataFrame, frac: float, model: str) -> list[dict[str, str]]:
+    """Verdicts on the overlap claims at ``frac``, worded from the measured numbers."""
+    at = summary[np.isclose(summary.frac, frac)].set_index("weights")
+    tr, ri = at.loc["trained"], at.loc["random init"] if "random init" in at.index else None
+    rows = []
+    r = tr.times_chance
+    rows.append({"model": model, "claim": "task neuron sets overlap more than chance",
+                 "measured": f"mean off-diagonal overlap {tr.mean_offdiag:.3f} vs chance {tr.chance:.3f} ({r:.1f}×)",
+                 "verdict": "yes" if r >= 1.5 else "weakly" if r >= 1.1 else "no"})
+    w, b = tr.within_family, tr.between_family
+    rows.append({"model": model, "claim": "related tasks (same family) share more neurons",
+                 "measured": f"within-family {w:.3f} vs between-family {b:.3f}" if not math.isnan(w) else "no family with 2+ tasks",
+                 "verdict": "n/a" if math.isnan(w) or math.isnan(b) else "yes" if w >= 1.2 * b else
+                 "weakly" if w > b else "no"})
+    if ri is not None:
+        rho = float(corr.loc[np.isclose(corr.frac, frac), "spearman"].iloc[0])
+        share = (ri.times_chance - 1) / (r - 1) if r > 1 else math.nan
+        if ri.times_chance < 1.1 and not rho >= 0.3:
+            verdict = "no: random-init sets overlap at about chance, without the trained pattern"
+        elif share >= 0.9 and rho >= 0.5:
+            verdict = "more than partly: random init has about all of the trained excess and its pattern"
+        else:
+            verdict = "partly"
+        rows.append({"model": model, "claim": "the overlap structure is partly present at random init",
+                     "measured": f"random init {ri.mean_offdiag:.3f} ({ri.times_chance:.1f}× chance, "
+                                 f"{share:.0%} of the trained excess); pair-pattern Spearman ρ = {rho:.2f}",
+                     "verdict": verdict})
+    return rows
+
+
+def moe_claims(layer_summary: pd.DataFrame, n_layers: int, model: str) -> list[dict[str, str]]:
+    """Verdicts on the MoEfication claims: clusters hold task neurons; more so early and late."""
+    ex, share = layer_summary.excess.mean(), layer_summary.share_above_p95.mean()
+    rows = [{"model": model, "claim": "k-means clusters hold a task's neurons more than random clusters",
+             "measured": f"mean excess concentration {ex:+.3f}; {share:.0%} of (task, layer) above the random 95th percentile",
+             "verdict": "yes" if ex > 0 and share >= 0.25 else "weakly" if ex > 0 and share > 0.05 else "no"}]
+    p = depth_profile(layer_summary, n_layers)
+    e, m, lt = p["early"], p["middle"], p["late"]
+    if any(math.isnan(v) for v in (e, m, lt)):
+        verdict = "n/a (need layers in every third)"
+    else:
+        verdict = ("yes" if e > m and lt > m else "only early layers" if e > m else "only late layers" if lt > m
+                   else "no: middle layers are at least as strong")
+    rows.append({"model": model, "claim": "the correspondence is stronger in early and late layers",
+                 "measured": f"excess early {e:+.3f}, middle {m:+.3f}, late {lt:+.3f}", "verdict": verdict})
+    return rows
+
+
+# ============================================================================ charts
+def overlap_chart(table: pd.DataFrame, order: Sequence[str], title: str = "", size: int = 300) -> Any:
+    """Task × task overlap heatmaps, trained and random init side by side, with a fraction menu.
+
+    Hover a cell for the two tasks, ``|A ∩ B|``, ``k`` and the overlap vs chance. The diagonal
+    (always 1) is left blank so the colour scale shows the off-diagonal range.
+    """
+    import altair as alt
+
+    df = table[table.task_a != table.task_b].copy()
+    df["times_chance"] = df.overlap / df.chance
+    fracs = sorted(float(f) for f in df.frac.unique())
+    pick = alt.param(name="frac_shown", value=fracs[len(fracs) // 2],
+                     bind=alt.binding_select(options=fracs, labels=[f"{f:.0%}" for f in fracs],
+                                             name="top fraction of neurons per task: "))
+    chart = alt.Chart(df).mark_rect().encode(
+        x=alt.X("task_b:N", sort=list(order), title=None),
+        y=alt.Y("task_a:N", sort=list(order), title=None),
+        color=alt.Color("overlap:Q", title="|A∩B| / k", scale=alt.Scale(scheme="viridis")),
+        tooltip=[alt.Tooltip("task_a:N", title="task A"), alt.Tooltip("task_b:N", title="task B"),
+                 alt.Tooltip("count:Q", title="|A∩B|"), alt.Tooltip("k:Q", title="k"),
+                 alt.Tooltip("overlap:Q", format=".3f"), alt.Tooltip("chance:Q", format=".3f"),
+                 alt.Tooltip("times_chance:Q", title="× chance", format=".2f")],
+    ).add_params(pick).transform_filter(alt.datum.frac == pick).properties(width=size, height=size)
+    weights = list(dict.fromkeys(df.weights))
+    return chart.facet(column=alt.Column("weights:N", sort=weights, title=None), title=title)
+
+
+def cross_chart(cross: pd.DataFrame, order: Sequence[str], title: str = "", size: int = 340) -> Any:
+    """Heatmap of top-1 ratio (pruned / unpruned): rows = task pruned for, columns = task evaluated."""
+    import altair as alt
+
+    df = cross.dropna(subset=["ratio"]).copy()
+    return alt.Chart(df, title=title).mark_rect().encode(
+        x=alt.X("evaluated_on:N", sort=list(order), title="evaluated on"),
+        y=alt.Y("pruned_for:N", sort=list(order), title="pruned for"),
+        color=alt.Color("ratio:Q", title="top-1 ratio", scale=alt.Scale(scheme="redyellowblue", domain=[0.5, 1.0],
+                                                                          clamp=True)),
+        tooltip=[alt.Tooltip("pruned_for:N", title="pruned for"), alt.Tooltip("evaluated_on:N", title="evaluated on"),
+                 alt.Tooltip("frac:Q", title="fraction pruned", format=".3f"),
+                 alt.Tooltip("base:Q", title="top-1 unpruned", format=".3f"),
+                 alt.Tooltip("pruned:Q", title="top-1 pruned", format=".3f"), alt.Tooltip("ratio:Q", format=".3f")],
+    ).properties(width=size, height=size)
+
+
+def moe_chart(conc: pd.DataFrame, title: str = "") -> Any:
+    """Per layer, mean concentration of task neurons in k-means vs random clusters (band: 95 % CI over tasks)."""
+    from .plots import line_with_band, summarise
+
+    long = pd.concat([conc.assign(clusters="k-means (MoEfication)", concentration=conc.kmeans),
+                      conc.assign(clusters="random equal-size", concentration=conc.random)])
+    df = summarise(long, ["layer", "clusters"], "concentration").rename(columns={"mean": "concentration"})
+    return line_with_band(df, "layer", "concentration", "clusters", "lo", "hi", title=title, tooltip=["n"])
