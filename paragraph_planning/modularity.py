@@ -26,7 +26,6 @@ from __future__ import annotations
 import difflib
 import hashlib
 import math
-import sys
 from dataclasses import asdict, dataclass, field
 from types import SimpleNamespace
 from typing import Any, Callable, Mapping, Sequence
@@ -205,17 +204,38 @@ class ModelRef:
         return self._model
 
 
-def _depends() -> list[Any]:
-    from . import architectures, clustering, data, evaluation, hooks, images, interventions, models, pruning, statistics
+VERSION = 1
+"""Part of every cache key here: bump it when this module's data handling (tasks, pools, pieces, rows),
+statistics or experiment logic changes. The keys also hold the source of the package modules each
+result depends on (:func:`_depends`), so edits to charts or prose here do not recompute anything."""
+_BASE = ("architectures", "hooks", "models", "statistics")
+_DEPENDS = {
+    "text-stats": (*_BASE, "data"),
+    "image-stats": (*_BASE, "images", "vision"),
+    "text-cross": (*_BASE, "data", "evaluation", "interventions", "pruning", "clustering"),
+    "image-cross": (*_BASE, "images", "vision", "interventions", "pruning", "clustering"),
+    "moe": ("architectures", "hooks", "models", "vision", "clustering"),
+}
 
-    return [sys.modules[__name__], architectures, clustering, data, evaluation, hooks, images, interventions, models,
-            pruning, statistics]
+
+def _depends(kind: str) -> list[Any]:
+    import importlib
+
+    return [importlib.import_module(f"{__package__}.{m}") for m in _DEPENDS[kind]]
 
 
 def _mean_abs(model: HookedModel, batches: Any) -> dict[str, Any]:
-    """``{"mean_abs": [n_layers, d_mlp] float64, "count": tokens}`` of ``mlp.pre_out`` over ``batches``."""
+    """``{"mean_abs": [n_layers, d_mlp] float64, "count": tokens}`` of ``mlp.pre_out`` over ``batches``.
+
+    Token batches go in as ``{"input_ids", "logits_to_keep": 1}`` where the model takes it: the
+    statistics need no logits, and the unembedding is a quarter of SmolLM2's forward pass.
+    """
+    import inspect
+
     from .statistics import collect_stats
 
+    if model.cfg.kind == "causal-lm" and "logits_to_keep" in inspect.signature(model.hf.forward).parameters:
+        batches = [{"input_ids": b, "logits_to_keep": 1} for b in batches]
     stats = collect_stats(model, batches, sites=(SITE,), bins=1, reservoir=0, progress=False)
     names = [f"blocks.{i}.{SITE}" for i in range(model.cfg.n_layers)]
     return {"mean_abs": torch.stack([stats[n].mean_abs.cpu() for n in names]), "count": stats[names[0]].count}
@@ -240,7 +260,8 @@ def text_scores(ref: ModelRef, tasks: Sequence[Task], *, retain: Sequence[str] =
     """
     from .data import token_batches
 
-    common = {**ref.key, "seq_len": seq_len, "batch_size": batch_size, "seed": seed, "chunk": CHUNK_CHARS}
+    common = {**ref.key, "seq_len": seq_len, "batch_size": batch_size, "seed": seed, "chunk": CHUNK_CHARS,
+              "version": VERSION}
 
     def collect(ds: Any, n: int) -> dict[str, Any]:
         model = ref.get()
@@ -248,11 +269,12 @@ def text_scores(ref: ModelRef, tasks: Sequence[Task], *, retain: Sequence[str] =
 
     n_retain = retain_tokens or 2 * collect_tokens
     r = cached("modularity-text-stats", {**common, "retain": list(retain), "n_tokens": n_retain},
-               lambda: collect(retain_texts(retain), n_retain), depends=_depends())
+               lambda: collect(retain_texts(retain), n_retain), depends=_depends("text-stats"))
     out = {}
     for task in tasks:
         f = cached("modularity-text-stats", {**common, "task": asdict(task), "n_tokens": collect_tokens},
-                   lambda task=task: collect(task_texts(task, "forget"), collect_tokens), depends=_depends())
+                   lambda task=task: collect(task_texts(task, "forget"), collect_tokens),
+                   depends=_depends("text-stats"))
         out[task.name] = abs_scores(f["mean_abs"], r["mean_abs"])
     return out
 
@@ -285,8 +307,9 @@ def image_scores(ref: ModelRef, tasks: Sequence[Task], *, images_per_class: int 
             out[c] = _mean_abs(model, [proc(imgs[i:i + batch_size]) for i in range(0, len(imgs), batch_size)])
         return out
 
-    per_class = cached("modularity-image-stats", {**ref.key, "images_per_class": images_per_class, "seed": seed},
-                       compute, depends=_depends())
+    per_class = cached("modularity-image-stats", {**ref.key, "images_per_class": images_per_class, "seed": seed,
+                                                  "version": VERSION},
+                       compute, depends=_depends("image-stats"))
 
     def pooled(classes: Sequence[str]) -> torch.Tensor:
         n = torch.tensor([float(per_class[c]["count"]) for c in classes], dtype=torch.float64)
@@ -433,10 +456,22 @@ def _masks(model: HookedModel, s: torch.Tensor, frac: float) -> Any:
     return NeuronMasks(model).update({n: ~m for n, m in sel.items()})
 
 
-def text_evaluator(ref: ModelRef, tasks: Sequence[Task], scores: Scores, *, eval_tokens: int = 1024,
-                   seq_len: int = 256, seed: int = 0) -> Evaluate:
-    """``evaluate(prune_for, frac, on)`` → next-token top-1 on each task's test documents."""
+def eval_rows(task: Task, tokenizer: Any, n_tokens: int, seq_len: int, spread: int = 8, seed: int = 0) -> torch.Tensor:
+    """Test token rows ``[rows, seq_len]`` covering ``n_tokens``, every ``spread``-th row of a longer stream.
+
+    Consecutive rows would come from one or two documents; spacing them samples more of the task.
+    """
     from .data import token_batches
+
+    rows = token_batches(task_texts(task, "eval"), tokenizer, n_tokens * spread, seq_len, 1, seed=seed)
+    rows = rows.reshape(-1, seq_len)
+    n = max(1, -(-n_tokens // seq_len))
+    return rows[torch.linspace(0, len(rows) - 1, n).round().long().unique()]
+
+
+def text_evaluator(ref: ModelRef, tasks: Sequence[Task], scores: Scores, *, eval_tokens: int = 256,
+                   seq_len: int = 64, seed: int = 0) -> Evaluate:
+    """``evaluate(prune_for, frac, on)`` → next-token top-1 on each task's test rows (:func:`eval_rows`)."""
     from .evaluation import evaluate_lm
 
     model = ref.get()
@@ -446,7 +481,7 @@ def text_evaluator(ref: ModelRef, tasks: Sequence[Task], scores: Scores, *, eval
     def evaluate(prune_for: str | None, frac: float, on: Sequence[str]) -> dict[str, float]:
         for u in on:
             if u not in batches:
-                batches[u] = token_batches(task_texts(by[u], "eval"), model.tokenizer, eval_tokens, seq_len, 1, seed=seed)
+                batches[u] = eval_rows(by[u], model.tokenizer, eval_tokens, seq_len, seed=seed)
         if prune_for is None or frac <= 0:
             return {u: evaluate_lm(model, batches[u])["top1"] for u in on}
         with _masks(model, scores[prune_for], frac):
@@ -457,7 +492,7 @@ def text_evaluator(ref: ModelRef, tasks: Sequence[Task], scores: Scores, *, eval
 
 def image_evaluator(ref: ModelRef, tasks: Sequence[Task], scores: Scores, *, eval_images: int = 200,
                     seed: int = 0) -> Evaluate:
-    """``evaluate(prune_for, frac, on)`` → top-1 accuracy on each task's test images (all classes at once)."""
+    """``evaluate(prune_for, frac, on)`` → top-1 accuracy on each task's test images (each class run once)."""
     from .images import FASHION_CLASSES, pixel_processor
 
     model = ref.get()
@@ -465,27 +500,29 @@ def image_evaluator(ref: ModelRef, tasks: Sequence[Task], scores: Scores, *, eva
     imgs = class_images("test", eval_images, seed)
     by = {t.name: t for t in tasks}
 
-    def run() -> dict[str, torch.Tensor]:
-        return {c: (model(proc(x)).argmax(-1).cpu() == FASHION_CLASSES.index(c)).float() for c, x in imgs.items()}
+    def run(classes: set[str]) -> dict[str, torch.Tensor]:
+        return {c: (model(proc(imgs[c])).argmax(-1).cpu() == FASHION_CLASSES.index(c)).float() for c in classes}
 
     def evaluate(prune_for: str | None, frac: float, on: Sequence[str]) -> dict[str, float]:
+        classes = {c for u in on for c in by[u].classes}
         if prune_for is None or frac <= 0:
-            hits = run()
+            hits = run(classes)
         else:
             with _masks(model, scores[prune_for], frac):
-                hits = run()
+                hits = run(classes)
         return {u: float(torch.cat([hits[c] for c in by[u].classes]).mean()) for u in on}
 
     return evaluate
 
 
 def cross_evaluate(ref: ModelRef, tasks: Sequence[Task], scores: Scores, *, eval_size: int, target: float = 0.8,
-                   hi: float = 0.128, tol: float = 0.008, seq_len: int = 256, seed: int = 0) -> pd.DataFrame:
+                   hi: float = 0.128, tol: float = 0.008, seq_len: int = 64, seed: int = 0) -> pd.DataFrame:
     """Cached :func:`cross_evaluation` of a language model (``eval_size`` tokens per task) or image
     classifier (``eval_size`` test images per class)."""
     kind = tasks[0].kind
     params = {**ref.key, "tasks": [asdict(t) for t in tasks], "eval_size": eval_size, "target": target, "hi": hi,
-              "tol": tol, "seq_len": seq_len, "seed": seed, "scores": torch.stack([scores[t.name] for t in tasks])}
+              "tol": tol, "seq_len": seq_len, "seed": seed, "version": VERSION,
+              "scores": torch.stack([scores[t.name] for t in tasks])}
 
     def compute() -> pd.DataFrame:
         if kind == "text":
@@ -494,7 +531,7 @@ def cross_evaluate(ref: ModelRef, tasks: Sequence[Task], scores: Scores, *, eval
             ev = image_evaluator(ref, tasks, scores, eval_images=eval_size, seed=seed)
         return cross_evaluation([t.name for t in tasks], ev, target=target, hi=hi, tol=tol)
 
-    return cached("modularity-cross-eval", params, compute, depends=_depends())
+    return cached("modularity-cross-eval", params, compute, depends=_depends(f"{kind}-cross"))
 
 
 def cross_summary(cross: pd.DataFrame) -> pd.DataFrame:
@@ -516,9 +553,10 @@ def moe_labels(ref: ModelRef, layers: Sequence[int], n_clusters: int, seed: int 
     """Per layer, equal-size k-means labels ``[d_mlp]`` of the L2-normalised rows of ``W_in`` (cached per layer)."""
     out = {}
     for layer in layers:
-        out[layer] = cached("moefication", {**ref.key, "layer": int(layer), "n_clusters": n_clusters, "seed": seed},
+        out[layer] = cached("moefication", {**ref.key, "layer": int(layer), "n_clusters": n_clusters, "seed": seed,
+                                            "version": VERSION},
                             lambda layer=layer: moefy(ref.get().weights(layer)["W_in"], n_clusters, seed=seed),
-                            depends=_depends())
+                            depends=_depends("moe"))
     return out
 
 
