@@ -9,6 +9,12 @@ Pipeline (``python -m paragraph_planning build``):
 3. ``jupyter-book build`` renders the staging copy with ``execute_notebooks: "off"`` and the
    HTML is copied to ``_build/html`` (or ``--out``).
 
+Adding a chapter: write ``book/NN_name.ipynb`` with its first code cell tagged ``parameters``
+(every knob: model, sizes, seed, device, dtype) and outputs stripped; list it in ``_toc.yml``;
+give it an entry under both ``full`` and ``tiny`` in ``book/params.yml`` (``tiny``: tiny random
+models, a few seconds). ``tests/test_book.py`` then checks and runs it like every other chapter.
+Kernels run with :data:`KERNEL_ENV` (book chart renderer on, progress bars off).
+
 This module is also the Sphinx extension named in ``_config.yml`` (:func:`setup`): it copies
 the locally built JavaScript (vega, the widget manager, MathJax; see :func:`vendor_dir`) into
 ``_static/local`` and loads the vega bundle on the pages that hold charts, so the HTML is
@@ -208,18 +214,27 @@ def _executed_stamp(path: Path) -> str | None:
         return None
 
 
+KERNEL_ENV = {
+    BOOK_ENV: "1",  # plots.setup() picks the book's renderer
+    "TQDM_DISABLE": "1",  # a progress bar frozen at 100% is noise in a book
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # transformers' "Loading weights" bar
+}
+"""Environment of the kernels that execute chapters for the book."""
+
+
 @contextlib.contextmanager
 def _book_env() -> Iterator[None]:
-    """Kernels started inside inherit ``PARAGRAPH_PLANNING_BOOK=1`` (charts render for the book)."""
-    old = os.environ.get(BOOK_ENV)
-    os.environ[BOOK_ENV] = "1"
+    """Kernels started inside inherit :data:`KERNEL_ENV`."""
+    old = {k: os.environ.get(k) for k in KERNEL_ENV}
+    os.environ.update(KERNEL_ENV)
     try:
         yield
     finally:
-        if old is None:
-            os.environ.pop(BOOK_ENV, None)
-        else:
-            os.environ[BOOK_ENV] = old
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def _failure_message(chapter: Chapter, err: Any, output: Path) -> str:
