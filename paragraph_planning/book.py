@@ -271,7 +271,7 @@ def execute_chapter(
             papermill.execute_notebook(
                 str(root / chapter.path), str(output), parameters=dict(params), kernel_name="python3",
                 progress_bar=False, log_output=False, cwd=str(output.parent),
-                extra_arguments=["--IPKernelApp.log_level=ERROR"],  # no start-up chatter on the console
+                extra_arguments=["--IPKernelApp.log_level=CRITICAL"],  # no start-up/shutdown chatter
             )
     except PapermillExecutionError as err:
         raise BookError(_failure_message(chapter, err, output)) from None
