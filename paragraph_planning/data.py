@@ -21,7 +21,6 @@ import json
 import math
 import os
 import re
-import socket
 import sysconfig
 import warnings
 from collections.abc import Callable, Sequence
@@ -31,6 +30,8 @@ from typing import Any
 
 import torch
 from datasets import Dataset
+
+from . import models
 
 SPLITS: tuple[str, ...] = ("train", "test", "all")
 """Splits of the text corpora; ``"all"`` is both."""
@@ -44,7 +45,6 @@ STDLIB_SKIP_DIRS = frozenset({"test", "tests", "idle_test", "site-packages", "di
                               "encodings", "pydoc_data"})
 """Folders left out of ``python-code``: tests, installed packages, and generated codec/doc tables."""
 _TOKENIZE_DOCS = 32  # documents per tokenizer call in token_batches
-_TRUE = {"1", "ON", "YES", "TRUE"}
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 Record = dict[str, str]
@@ -225,17 +225,6 @@ def split_of(doc_id: str) -> str:
     return "test" if bucket < TEST_PERCENT else "train"
 
 
-def _hub_online(timeout: float = 3.0) -> bool:
-    """False when ``HF_DATASETS_OFFLINE``/``HF_HUB_OFFLINE`` is set or huggingface.co does not answer."""
-    if any(os.environ.get(v, "").upper() in _TRUE for v in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE")):
-        return False
-    try:
-        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
-
-
 def _unknown(name: str) -> CorpusNotAvailableError:
     close = difflib.get_close_matches(name, list_corpora(), n=3, cutoff=0.5)
     hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
@@ -283,7 +272,7 @@ def load_corpus(name: str, split: str = "train", **filters: str | Sequence[str])
         images = importlib.import_module("paragraph_planning.images")  # lazily: optional module
         return getattr(images, IMAGE_CORPORA[name])(split)
     if name not in CORPORA and _HUB_ID.match(name):
-        if not _hub_online():
+        if not models._hub_reachable(offline_vars=("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE")):
             raise CorpusNotAvailableError(
                 f"{name!r} is a hub id, but the Hugging Face hub cannot be reached (offline). "
                 f"Offline corpora: {', '.join(list_corpora())}.")

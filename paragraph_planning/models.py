@@ -102,8 +102,9 @@ def tiny_tokenizer() -> Any:
     )
 
 
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+def _hub_reachable(timeout: float = 3.0, offline_vars: tuple[str, ...] = ("HF_HUB_OFFLINE",)) -> bool:
+    """False when one of ``offline_vars`` is set or huggingface.co does not answer within ``timeout``."""
+    if any(os.environ.get(v, "").upper() in ("1", "ON", "YES", "TRUE") for v in offline_vars):
         return False
     try:
         socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
