@@ -40,7 +40,7 @@ def _recorded(model, batches, name):
                       for h in rec.history[name]]).double()
 
 
-@pytest.mark.parametrize("method", ["zero", "mean", "peak", "median"])
+@pytest.mark.parametrize("method", ["zero", "mean", "peak", "median", "peak-kde"])
 def test_constant_replacement_equals_its_definition(model, ref, method):
     ref, batches = ref
     for name in (SITE, "blocks.1.mlp.pre_out"):
@@ -55,13 +55,17 @@ def test_constant_replacement_equals_its_definition(model, ref, method):
             counts = np.stack([np.histogram(x[:, j].numpy(), bins=edges[j])[0] for j in range(x.shape[1])])
             top = counts.argmax(1)
             want = torch.from_numpy((edges[np.arange(len(top)), top] + edges[np.arange(len(top)), top + 1]) / 2)
-        else:
+        elif method == "median":
             want = s.reservoir.double().median(0).values
+        else:  # the mode of scipy's gaussian_kde on the reservoir sample
+            want = torch.tensor([kde_mode_scipy(s.reservoir[:, j].numpy()) for j in range(x.shape[1])], dtype=torch.float64)
         got = replacement_values(ref, method)[name].double()
         tol = 1e-4 * float(x.std()) + 1e-6
+        if method == "peak-kde":  # both search grids resolve ~span / 4000
+            tol = float((s.reservoir.max(0).values - s.reservoir.min(0).values).max()) / 1000
         torch.testing.assert_close(got, want, atol=tol, rtol=1e-5)
-        if method in ("mean", "peak"):
-            assert got.abs().max() > 10 * tol  # not trivially zero
+        if method in ("mean", "peak", "peak-kde"):
+            assert got.abs().max() > 10 * (1e-4 * float(x.std()) + 1e-6)  # not trivially zero
 
         # during ablation, ablated neurons read exactly c; the others are untouched
         keep = keep_masks(neuron_order({name: x.shape[1]}, seed=3), 0.5)[name]
