@@ -1,0 +1,448 @@
+"""Streaming per-neuron activation statistics: moments, a histogram with its peak, and a reservoir.
+
+:func:`collect_stats` runs a model over a token stream and returns one :class:`NeuronStats` per
+hook site (``blocks.{i}.{site}``). Each holds, per neuron:
+
+* ``count``, ``mean``, ``var`` (the unbiased sample variance) and ``std`` (its square root);
+* ``mean_abs`` (mean ``|x|``), ``mean_sqrt_abs`` (mean ``sqrt|x|``), ``rms`` (``sqrt(mean x**2)``),
+  ``frac_pos`` (fraction of tokens with ``x > 0``), ``min`` and ``max``;
+* ``hist`` (``bins`` fixed bins between ``lo`` and ``hi``) and ``peak``, the centre of the fullest bin
+  (the "peak" replacement value of the peak-ablation paper);
+* ``reservoir``: up to ``reservoir`` activation vectors of uniformly sampled tokens (for resampling).
+
+How it is computed. Activations are reduced in float32 chunks of about 2**18 values (1 MiB, so a
+chunk and its scratch stay in cache) and each chunk's sums go into float64 accumulators; mean and
+variance are merged with the pairwise formula of Chan et al. on chunk-centred sums, so ``var`` stays
+accurate when ``|mean| >> std``. The histogram is one ``torch.bincount`` per chunk over
+``neuron * bins + bin``. This work runs on one CPU thread: it is many small memory-bound operations,
+and with two threads each one waits for the slower thread, which on a machine busy with other work
+made it 4-15 times slower (SmolLM2-135M's ``[2048, 576]`` and ``[2048, 1536]`` updates on a shared
+2-core machine); the model's own forward pass keeps every thread.
+
+Histogram range. It is fixed after a pilot (the first ``pilot`` non-empty updates): the per-neuron
+``[min, max]`` of the pilot, widened by 1% of its span on each side (by 1% of ``max(|x|, 1)`` for a
+neuron that was constant), with ``lo`` rounded to float32. The pilot's activations are kept until
+then and histogrammed too, so no token is left out; later values outside the range are counted in
+the edge bins. Bin ``k`` holds ``lo + k*w <= x < lo + (k+1)*w`` with ``w = (hi - lo) / bins``
+(``x = hi`` goes to the last bin, as in :func:`torch.histc`); the bin index is computed in float32,
+so a value within float32 rounding of an edge may land in the neighbouring bin. ``peak`` is exact
+only up to half a bin width.
+
+The reservoir uses reservoir sampling (algorithm R) with its own seeded generator, so every site of
+one :func:`collect_stats` call keeps the same token positions.
+
+Memory does not grow with the number of tokens: per site it is a few ``[n_neurons]`` vectors,
+the ``[n_neurons, bins]`` histogram, the ``[reservoir, n_neurons]`` float32 reservoir, plus the
+pilot's activations until the range is fixed (``pilot tokens x n_neurons`` values).
+"""
+from __future__ import annotations
+
+import re
+from contextlib import contextmanager
+from os import PathLike
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from .architectures import NEURON_SITES
+from .hooks import HookedModel, HookPoint
+
+_CHUNK = 1 << 18  # values per float32 work chunk
+_MARGIN = 0.01  # widening of the pilot range, as a fraction of its span
+_NAME = re.compile(r"^blocks\.(\d+)\.(.+)$")
+# Accumulated state, saved by to_dict: float64 sums, extremes, histogram and reservoir.
+_STATE = ("_mean", "_m2", "_sum_abs", "_sum_sqrt_abs", "_n_pos", "_min", "_max", "_hist", "_res", "_res_index")
+
+
+class NonFiniteActivationError(ValueError):
+    """An activation was NaN or infinite."""
+
+
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """Run the statistics' many small memory-bound CPU ops on one thread (see the module docstring)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
+def _describe(name: str) -> str:
+    m = _NAME.match(name)
+    return f"{name} (layer {m.group(1)}, site {m.group(2)!r})" if m else repr(name or "NeuronStats")
+
+
+class NeuronStats:
+    """Streaming statistics of ``n_neurons`` neurons, fed ``[n_tokens, n_neurons]`` activations.
+
+    Args:
+        n_neurons: width of the activations passed to :meth:`update`.
+        bins: number of histogram bins per neuron.
+        reservoir: number of activation vectors kept by reservoir sampling (0: none).
+        pilot: number of non-empty updates whose per-neuron min/max fix the histogram range.
+            Reading ``hist``, ``peak``, ``lo``, ``hi``, ``bin_edges`` or :meth:`to_dict` earlier
+            ends the pilot there.
+        seed: seed of the reservoir sampler.
+        name: hook name (``blocks.{i}.{site}``), used in error messages.
+
+    Accumulators live on the device of the data (they move with the first update).
+    """
+
+    def __init__(self, n_neurons: int, *, bins: int = 100, reservoir: int = 1024, pilot: int = 1,
+                 seed: int = 0, name: str = ""):
+        if n_neurons < 1 or bins < 1 or reservoir < 0 or pilot < 1:
+            raise ValueError(f"Need n_neurons >= 1, bins >= 1, reservoir >= 0 and pilot >= 1; got "
+                             f"{n_neurons}, {bins}, {reservoir}, {pilot}.")
+        self.n_neurons, self.bins, self.reservoir_size = n_neurons, bins, reservoir
+        self.pilot, self.seed, self.name = pilot, seed, name
+        self.count = 0  # tokens seen
+        self._updates = 0  # non-empty updates seen
+        self._mean, self._m2, self._sum_abs, self._sum_sqrt_abs, self._n_pos = (
+            torch.zeros(n_neurons, dtype=torch.float64) for _ in range(5))
+        self._min = torch.full((n_neurons,), float("inf"), dtype=torch.float64)
+        self._max = torch.full((n_neurons,), float("-inf"), dtype=torch.float64)
+        self._hist = torch.zeros(n_neurons * bins, dtype=torch.int64)  # flat [neuron * bins + bin]
+        self._res = torch.empty(reservoir, n_neurons)  # [reservoir, n_neurons]; rows < count are filled
+        self._res_index = torch.full((reservoir,), -1, dtype=torch.int64)
+        self._gen = torch.Generator().manual_seed(seed)
+        self._pilot_data: list[torch.Tensor] = []
+        self._lo: torch.Tensor | None = None
+        self._hi: torch.Tensor | None = None
+
+    def __repr__(self) -> str:
+        return (f"NeuronStats({self.name!r}, n_neurons={self.n_neurons}, count={self.count}, "
+                f"bins={self.bins}, reservoir={self.reservoir_size})")
+
+    # ----------------------------------------------------------------- feeding
+    def update(self, x: torch.Tensor) -> None:
+        """Add activations ``x`` ``[n_tokens, n_neurons]``; raises on NaN/inf without changing the state."""
+        if x.ndim != 2 or x.shape[1] != self.n_neurons:
+            raise ValueError(f"{_describe(self.name)}: expected activations [n_tokens, {self.n_neurons}], "
+                             f"got {tuple(x.shape)}.")
+        if x.shape[0] == 0:
+            return
+        x = x.detach()
+        if x.device != self._mean.device:
+            self._to(x.device)
+        with _one_thread():
+            chunks = [c.float() for c in x.split(max(1, _CHUNK // self.n_neurons))]
+            low = torch.stack([c.amin(0) for c in chunks]).amin(0)  # amin/amax propagate NaN
+            high = torch.stack([c.amax(0) for c in chunks]).amax(0)
+            finite = torch.isfinite(low) & torch.isfinite(high)
+            if not bool(finite.all()):
+                bad = (~finite).nonzero().flatten()
+                raise NonFiniteActivationError(
+                    f"Activations at {_describe(self.name)} contain NaN or inf (neurons {bad[:8].tolist()}"
+                    f"{' ...' if len(bad) > 8 else ''}). Check the model's dtype and inputs."
+                )
+            torch.minimum(self._min, low.to(torch.float64), out=self._min)
+            torch.maximum(self._max, high.to(torch.float64), out=self._max)
+            self._sample(x)
+            if self._lo is None:
+                self._pilot_data.append(x.clone())
+            for c in chunks:
+                self._accumulate(c)
+            self._updates += 1
+            if self._lo is None and self._updates >= self.pilot:
+                self._fix_range()
+
+    def _accumulate(self, c: torch.Tensor) -> None:
+        """Fold one float32 chunk ``[m, n_neurons]`` into the float64 accumulators."""
+        m, n0 = c.shape[0], self.count
+        centre = c.sum(0).div_(m)
+        work = torch.sub(c, centre)  # one [m, n_neurons] buffer reused for every temporary
+        s1 = work.sum(0)  # ~0; makes the chunk's mean and M2 exact (shifted-data formula)
+        s2 = work.square_().sum(0)
+        sum_abs = torch.abs(c, out=work).sum(0)
+        sum_sqrt_abs = work.sqrt_().sum(0)
+        n_pos = torch.gt(c, 0, out=work).sum(0)
+        if self._lo is not None:
+            self._bin(c, work)
+        # Chan et al.: merge (n0, mean, M2) with the chunk's (m, mean_c, m2_c).
+        shift = s1.double().div_(m)  # chunk mean - centre
+        m2_c = s2.double().sub_(shift.square().mul_(m))
+        delta = shift.add_(centre).sub_(self._mean)  # chunk mean - running mean
+        n = n0 + m
+        self._mean.add_(delta, alpha=m / n)
+        self._m2.add_(m2_c).add_(delta.square_(), alpha=n0 * m / n)
+        self._sum_abs += sum_abs
+        self._sum_sqrt_abs += sum_sqrt_abs
+        self._n_pos += n_pos
+        self.count = n
+
+    def _bin(self, c: torch.Tensor, work: torch.Tensor) -> None:
+        """Add a float32 chunk ``[m, n_neurons]`` to the histogram (``work`` is scratch of the same shape)."""
+        pos = torch.sub(c, self._lo32, out=work).mul_(self._scale).clamp_(0, self.bins - 1)
+        flat = pos.to(torch.int32).add_(self._offsets)  # neuron * bins + bin
+        self._hist += torch.bincount(flat.view(-1), minlength=self._hist.numel())
+
+    def _fix_range(self) -> None:
+        """End the pilot: fix ``lo``/``hi`` from min/max seen so far and histogram the pilot's data."""
+        span = self._max - self._min
+        pad = _MARGIN * torch.where(span > 0, span, self._max.abs().clamp_min(1.0))
+        lo = (self._min - pad).float().double()  # representable in float32, so x - lo is exact or nearly
+        self._set_range(lo, self._max + pad)
+        for x in self._pilot_data:
+            for chunk in x.split(max(1, _CHUNK // self.n_neurons)):
+                c = chunk.float()
+                self._bin(c, torch.empty_like(c))
+        self._pilot_data = []
+
+    def _set_range(self, lo: torch.Tensor, hi: torch.Tensor) -> None:
+        self._lo, self._hi = lo, hi
+        self._lo32, self._scale = lo.float(), (self.bins / (hi - lo)).float()  # bin = (x - lo) * scale
+        self._offsets = torch.arange(self.n_neurons, dtype=torch.int32, device=lo.device) * self.bins
+
+    def _sample(self, x: torch.Tensor) -> None:
+        """Reservoir sampling (algorithm R) of the rows of ``x`` ``[n, n_neurons]``, vectorised."""
+        k, n = self.reservoir_size, x.shape[0]
+        if k == 0:
+            return
+        index = torch.arange(self.count, self.count + n, dtype=torch.float64)  # global token index
+        draw = torch.rand(n, generator=self._gen, dtype=torch.float64).mul_(index + 1).floor_()
+        slot = torch.where(index < k, index, draw).long()
+        take = (slot < k).nonzero().flatten()
+        # Several tokens may draw the same slot; the last one wins, as in the sequential algorithm.
+        owner = torch.full((k,), -1, dtype=torch.int64).scatter_reduce_(0, slot[take], take, reduce="amax")
+        dest = (owner >= 0).nonzero().flatten()
+        src = owner[dest]
+        self._res[dest.to(x.device)] = x[src.to(x.device)].to(self._res.dtype)
+        self._res_index[dest.to(x.device)] = (src + self.count).to(x.device)
+
+    def _to(self, device: torch.device) -> None:
+        for key in _STATE:
+            setattr(self, key, getattr(self, key).to(device))
+        if self._lo is not None:
+            self._set_range(self._lo.to(device), self._hi.to(device))  # type: ignore[union-attr]
+
+    # ----------------------------------------------------------------- reading
+    def _checked(self, t: torch.Tensor) -> torch.Tensor:
+        if self.count == 0:
+            raise ValueError(f"{_describe(self.name)}: zero tokens seen, no statistics to read.")
+        return t
+
+    def _ranged(self) -> tuple[torch.Tensor, torch.Tensor]:
+        self._checked(self._mean)
+        if self._lo is None:
+            self._fix_range()
+        return self._lo, self._hi  # type: ignore[return-value]
+
+    @property
+    def mean(self) -> torch.Tensor:
+        """``[n_neurons]`` float64 mean."""
+        return self._checked(self._mean).clone()
+
+    @property
+    def var(self) -> torch.Tensor:
+        """``[n_neurons]`` unbiased sample variance (divides by ``count - 1``; NaN for one token)."""
+        m2 = self._checked(self._m2)
+        return m2 / (self.count - 1) if self.count > 1 else torch.full_like(m2, float("nan"))
+
+    @property
+    def std(self) -> torch.Tensor:
+        """``[n_neurons]`` sample standard deviation, ``sqrt(var)``."""
+        return self.var.sqrt()
+
+    @property
+    def mean_abs(self) -> torch.Tensor:
+        """``[n_neurons]`` mean of ``|x|``."""
+        return self._checked(self._sum_abs) / self.count
+
+    @property
+    def mean_sqrt_abs(self) -> torch.Tensor:
+        """``[n_neurons]`` mean of ``sqrt(|x|)``."""
+        return self._checked(self._sum_sqrt_abs) / self.count
+
+    @property
+    def rms(self) -> torch.Tensor:
+        """``[n_neurons]`` root mean square, ``sqrt(mean(x**2)) = sqrt(M2 / count + mean**2)``."""
+        return (self._checked(self._m2) / self.count + self._mean.square()).sqrt()
+
+    @property
+    def frac_pos(self) -> torch.Tensor:
+        """``[n_neurons]`` fraction of tokens with ``x > 0``."""
+        return self._checked(self._n_pos) / self.count
+
+    @property
+    def min(self) -> torch.Tensor:
+        """``[n_neurons]`` smallest value seen."""
+        return self._checked(self._min).clone()
+
+    @property
+    def max(self) -> torch.Tensor:
+        """``[n_neurons]`` largest value seen."""
+        return self._checked(self._max).clone()
+
+    @property
+    def lo(self) -> torch.Tensor:
+        """``[n_neurons]`` lower edge of the histogram range."""
+        return self._ranged()[0].clone()
+
+    @property
+    def hi(self) -> torch.Tensor:
+        """``[n_neurons]`` upper edge of the histogram range."""
+        return self._ranged()[1].clone()
+
+    @property
+    def bin_edges(self) -> torch.Tensor:
+        """``[n_neurons, bins + 1]`` bin edges, ``lo + k * (hi - lo) / bins``."""
+        lo, hi = self._ranged()
+        k = torch.arange(self.bins + 1, dtype=torch.float64, device=lo.device)
+        return lo[:, None] + (hi - lo)[:, None] / self.bins * k
+
+    @property
+    def hist(self) -> torch.Tensor:
+        """``[n_neurons, bins]`` int64 counts; each row sums to ``count``."""
+        self._ranged()
+        return self._hist.view(self.n_neurons, self.bins).clone()
+
+    @property
+    def peak(self) -> torch.Tensor:
+        """``[n_neurons]`` mode estimate: centre of the fullest bin (the first one on ties)."""
+        lo, hi = self._ranged()
+        top = self._hist.view(self.n_neurons, self.bins).argmax(1)
+        return lo + (top + 0.5) * (hi - lo) / self.bins
+
+    @property
+    def reservoir(self) -> torch.Tensor:
+        """``[min(count, reservoir), n_neurons]`` float32 activation vectors of sampled tokens."""
+        return self._checked(self._res)[: min(self.count, self.reservoir_size)].clone()
+
+    @property
+    def reservoir_index(self) -> torch.Tensor:
+        """``[min(count, reservoir)]`` index of each reservoir row's token in the stream this site saw."""
+        return self._checked(self._res_index)[: min(self.count, self.reservoir_size)].clone()
+
+    # ----------------------------------------------------------------- saving
+    def to_dict(self) -> dict[str, Any]:
+        """Complete state as plain tensors and numbers (ends the pilot); inverse of :meth:`from_dict`."""
+        lo, hi = self._ranged()
+        return {
+            "n_neurons": self.n_neurons, "bins": self.bins, "reservoir": self.reservoir_size, "pilot": self.pilot,
+            "seed": self.seed, "name": self.name, "count": self.count, "updates": self._updates,
+            "generator": self._gen.get_state(), "lo": lo.cpu(), "hi": hi.cpu(),
+            **{key.lstrip("_"): getattr(self, key).cpu() for key in _STATE},
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "NeuronStats":
+        """Rebuild from :meth:`to_dict`; further updates continue exactly where the saved one stopped."""
+        s = cls(d["n_neurons"], bins=d["bins"], reservoir=d["reservoir"], pilot=d["pilot"], seed=d["seed"],
+                name=d["name"])
+        s.count, s._updates = d["count"], d["updates"]
+        s._gen.set_state(d["generator"])
+        for key in _STATE:
+            setattr(s, key, d[key.lstrip("_")].clone())
+        s._set_range(d["lo"].clone(), d["hi"].clone())
+        return s
+
+
+def save_stats(stats: Mapping[str, NeuronStats], path: str | PathLike) -> None:
+    """Save ``{name: NeuronStats}`` (e.g. from :func:`collect_stats`) to one file with :func:`torch.save`."""
+    torch.save({name: s.to_dict() for name, s in stats.items()}, path)
+
+
+def load_stats(path: str | PathLike) -> dict[str, NeuronStats]:
+    """Load what :func:`save_stats` wrote (tensors on the CPU)."""
+    return {name: NeuronStats.from_dict(d) for name, d in torch.load(path, map_location="cpu").items()}
+
+
+def _model_inputs(batch: torch.Tensor | Mapping[str, torch.Tensor], device: torch.device) -> dict[str, Any]:
+    if isinstance(batch, torch.Tensor):
+        return {"inputs": batch}
+    if isinstance(batch, Mapping):
+        return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+    raise TypeError(f"A batch must be a tensor or a dict of tensors (input_ids, attention_mask, ...), "
+                    f"got {type(batch).__name__}.")
+
+
+def collect_stats(
+    model: HookedModel,
+    batches: Iterable[torch.Tensor | Mapping[str, torch.Tensor]],
+    sites: str | Sequence[str] = NEURON_SITES,
+    layers: Iterable[int] | None = None,
+    *,
+    bins: int = 100,
+    reservoir: int = 1024,
+    pilot_batches: int = 1,
+    progress: bool = True,
+    seed: int = 0,
+) -> dict[str, NeuronStats]:
+    """Run ``model`` over ``batches`` and collect :class:`NeuronStats` at every site of every layer.
+
+    Args:
+        model: the model; its outputs are not changed.
+        batches: token ids ``[batch, pos]``, pixel values ``[batch, channels, h, w]``, or dicts of model
+            inputs such as :meth:`HookedModel.to_tokens` returns. Positions where a dict's
+            ``attention_mask`` is 0 (padding) are left out of every statistic.
+        sites: site names (see :data:`paragraph_planning.SITES`); attention pre-out neurons are
+            numbered ``head * d_head + i``.
+        layers: layer indices (default: all).
+        bins, reservoir, seed: passed to each :class:`NeuronStats`.
+        pilot_batches: batches whose per-neuron min/max fix the histogram range (their tokens are
+            counted too; their activations are held in memory until then).
+        progress: show a tqdm progress bar.
+
+    Returns:
+        ``{hook name: NeuronStats}`` in layer order, e.g. ``stats["blocks.3.mlp.pre_out"].peak``.
+
+    Raises:
+        UnknownHookError: unknown site or layer. NonFiniteActivationError: a NaN/inf activation.
+        ValueError: the stream had zero (non-padding) tokens.
+    """
+    sites = (sites,) if isinstance(sites, str) else tuple(sites)
+    for site in sites:
+        model.hook_names(site)  # raises on an unknown site, listing the valid ones
+    layer_ids = range(model.cfg.n_layers) if layers is None else list(layers)
+    stats = {
+        f"blocks.{i}.{site}": NeuronStats(model.cfg.n_neurons(site), bins=bins, reservoir=reservoir,
+                                          pilot=pilot_batches, seed=seed, name=f"blocks.{i}.{site}")
+        for i in layer_ids for site in sites
+    }
+    keep: torch.Tensor | None = None  # [batch * pos] bool, non-padding positions of the current batch
+
+    def hook_for(s: NeuronStats) -> Callable[..., None]:
+        def fn(act: torch.Tensor, *, hook: HookPoint) -> None:
+            x = act.detach().reshape(-1, s.n_neurons)
+            s.update(x if keep is None else x[keep.to(x.device)])
+
+        return fn
+
+    total = len(batches) if hasattr(batches, "__len__") else None  # type: ignore[arg-type]
+    bar = tqdm(batches, total=total, desc="collect_stats", unit="batch", disable=not progress)
+    if not stats:
+        raise ValueError("collect_stats needs at least one site and one layer.")
+    first = next(iter(stats.values()))
+    with model.hooks([(name, hook_for(s)) for name, s in stats.items()]):
+        for batch in bar:
+            inputs = _model_inputs(batch, model.device)
+            mask = inputs.get("attention_mask")
+            keep = None if mask is None else mask.reshape(-1).bool()
+            model(**inputs)
+            bar.set_postfix(tokens=first.count, refresh=False)
+    if first.count == 0:
+        raise ValueError("collect_stats saw zero tokens: `batches` was empty or entirely padding.")
+    return stats
+
+
+def stats_frame(stats: Mapping[str, NeuronStats]) -> pd.DataFrame:
+    """Tidy per-neuron table: layer, site, neuron, count, mean, var, std, ..., peak (one row per neuron).
+
+    ``layer`` and ``site`` are read from ``blocks.{i}.{site}`` names; other names give layer -1 and
+    the name as site.
+    """
+    frames = []
+    for name, s in stats.items():
+        m = _NAME.match(name)
+        columns: dict[str, Any] = {
+            "layer": int(m.group(1)) if m else -1, "site": m.group(2) if m else name,
+            "neuron": range(s.n_neurons), "count": s.count,
+        }
+        for key in ("mean", "var", "std", "mean_abs", "mean_sqrt_abs", "rms", "frac_pos", "min", "max", "peak"):
+            columns[key] = getattr(s, key).cpu().numpy()
+        frames.append(pd.DataFrame(columns))
+    return pd.concat(frames, ignore_index=True)

@@ -1,0 +1,258 @@
+"""Streaming neuron statistics against direct computations on the same activations."""
+import math
+
+import pytest
+import torch
+
+from paragraph_planning import load_model
+from paragraph_planning.hooks import UnknownHookError
+from paragraph_planning.statistics import (
+    NeuronStats, NonFiniteActivationError, collect_stats, load_stats, save_stats, stats_frame,
+)
+
+SITES = ("attn.pre_out", "mlp.pre_out")
+
+
+def _data(n=3000, seed=0):
+    """[n, 6] activations: offsets far larger than the spread, a constant neuron, a ReLU-like one."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 6, generator=g) * torch.tensor([1.0, 0.01, 3, 1, 1, 1]) + torch.tensor([0.0, 1e3, -5, 0, 0, 2])
+    x[:, 3] = x[:, 3].clamp_min(0)
+    x[:, 4] = 0.5
+    u = torch.rand(n, generator=g) - 0.5
+    x[:, 5] = 2 - 0.3 * u.sign() * torch.log1p(-2 * u.abs())  # Laplace(2, 0.3): mode = mean = 2
+    return x
+
+
+def _fed(x, sizes, **kw):
+    s = NeuronStats(x.shape[1], **kw)
+    for part in x.split(sizes):
+        s.update(part)
+    return s
+
+
+def _assert_matches(s, x):
+    """Every moment statistic of ``s`` equals the direct float64 computation on ``x`` [n, neurons]."""
+    xd = x.double()
+    close = dict(rtol=1e-6, atol=1e-9)
+    assert s.count == x.shape[0]
+    torch.testing.assert_close(s.mean, xd.mean(0), **close)
+    torch.testing.assert_close(s.var, xd.var(0), rtol=1e-5, atol=1e-9)
+    torch.testing.assert_close(s.std, xd.std(0), rtol=1e-5, atol=1e-9)
+    torch.testing.assert_close(s.mean_abs, xd.abs().mean(0), **close)
+    torch.testing.assert_close(s.mean_sqrt_abs, xd.abs().sqrt().mean(0), **close)
+    torch.testing.assert_close(s.rms, xd.square().mean(0).sqrt(), **close)
+    torch.testing.assert_close(s.frac_pos, (xd > 0).double().mean(0), rtol=0, atol=0)
+    torch.testing.assert_close(s.min, xd.amin(0), rtol=0, atol=0)
+    torch.testing.assert_close(s.max, xd.amax(0), rtol=0, atol=0)
+
+
+def _reference_hist(s, x):
+    """Per-neuron torch.histc over the stats' own range; values outside it counted in the edge bins."""
+    lo, hi = s.lo, s.hi
+    cols = [torch.histc(x[:, i].double().clamp(lo[i], hi[i]), s.bins, lo[i].item(), hi[i].item())
+            for i in range(x.shape[1])]
+    return torch.stack(cols).long()
+
+
+@pytest.mark.parametrize("sizes", [3000, 700, 1, 1234])
+def test_every_statistic_matches_direct_computation(sizes):
+    x = _data()
+    s = _fed(x, sizes, bins=50)
+    _assert_matches(s, x)
+    assert s.var[1] > 0 and s.var[4] == 0  # a tiny spread around 1000 is not lost; constant is exactly 0
+
+
+def test_var_is_the_variance_and_std_its_square_root():
+    s = _fed(torch.tensor([[1.0], [2.0], [3.0], [4.0]]), 4)
+    assert s.var.item() == pytest.approx(5 / 3)  # sum of squared deviations 5, over n - 1
+    assert s.std.item() == pytest.approx(math.sqrt(5 / 3))
+    assert s.rms.item() == pytest.approx(math.sqrt(30 / 4))
+    assert torch.isnan(_fed(torch.ones(1, 1), 1).var).all()  # one token: no sample variance
+
+
+def test_histogram_sums_to_count_and_peak_is_the_fullest_bins_centre():
+    x = _data()
+    s = _fed(x, 3000, bins=40)  # one update: the pilot saw everything
+    hist = s.hist
+    assert hist.shape == (6, 40) and (hist.sum(1) == 3000).all()
+    ref = _reference_hist(s, x)
+    assert torch.equal(hist, ref)
+    edges = s.bin_edges
+    assert edges.shape == (6, 41)
+    torch.testing.assert_close(edges[:, 0], s.lo)
+    torch.testing.assert_close(edges[:, -1], s.hi)
+    centres = (edges[:, :-1] + edges[:, 1:]) / 2
+    torch.testing.assert_close(s.peak, centres.gather(1, ref.argmax(1, keepdim=True)).squeeze(1))
+    assert abs(s.peak[4].item() - 0.5) <= (s.hi[4] - s.lo[4]).item() / 40  # constant neuron: peak at it
+    assert abs(s.peak[5].item() - 2.0) < 0.1  # Laplace(2, 0.3): sharp mode at 2
+
+
+def test_pilot_range_then_out_of_range_values_go_to_the_edge_bins():
+    x = _data()
+    s = _fed(x, 500, bins=30)  # the range comes from the first 500 tokens only
+    pilot = x[:500].double()
+    span = pilot.amax(0) - pilot.amin(0)
+    pad = 0.01 * torch.where(span > 0, span, pilot.amax(0).abs().clamp_min(1))
+    torch.testing.assert_close(s.lo, pilot.amin(0) - pad)
+    torch.testing.assert_close(s.hi, pilot.amax(0) + pad)
+    outside = ((x.double() < s.lo) | (x.double() > s.hi)).sum()
+    assert outside > 0  # the test exercises the edge bins
+    assert (s.hist.sum(1) == 3000).all() and torch.equal(s.hist, _reference_hist(s, x))
+
+
+def test_peak_is_not_the_mean_on_skewed_data():
+    x = -torch.rand(20000, 1, generator=torch.Generator().manual_seed(1)).log()  # Exp(1): mode 0, mean 1
+    s = _fed(x, 20000)
+    assert s.peak.item() < 0.1 < 0.9 < s.mean.item()
+
+
+def test_reservoir_rows_are_real_vectors_sampled_uniformly_and_independent_of_update_sizes():
+    x = torch.arange(10000, dtype=torch.float32)[:, None] * torch.tensor([[1.0, -1.0]])
+    a = _fed(x, 977, reservoir=500, seed=3)
+    b = _fed(x, 10000, reservoir=500, seed=3)
+    c = _fed(x, 977, reservoir=500, seed=4)
+    assert a.reservoir.shape == (500, 2)
+    assert torch.equal(a.reservoir, x[a.reservoir_index])  # each row is the activation of its token
+    assert len(set(a.reservoir_index.tolist())) == 500
+    assert torch.equal(a.reservoir, b.reservoir) and not torch.equal(a.reservoir, c.reservoir)
+    late = (a.reservoir_index >= 5000).float().mean().item()
+    assert 0.4 < late < 0.6  # uniform over the stream, not the first tokens
+    # Sequential algorithm R with the same draws gives the same reservoir.
+    draws = torch.rand(10000, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    slots = list(range(500))
+    for i in range(500, 10000):
+        j = int(draws[i].item() * (i + 1))
+        if j < 500:
+            slots[j] = i
+    assert a.reservoir_index.tolist() == slots
+
+
+def test_reservoir_smaller_than_k_and_zero():
+    x = _data(30)
+    assert _fed(x, 7, reservoir=100).reservoir.shape == (30, 6)
+    assert _fed(x, 7, reservoir=0).reservoir.shape == (0, 6)
+
+
+def test_nan_or_inf_raises_and_leaves_the_state_unchanged():
+    s = NeuronStats(3, name="blocks.2.mlp.pre_out")
+    s.update(torch.ones(4, 3))
+    bad = torch.ones(4, 3)
+    bad[1, 2] = float("inf")
+    with pytest.raises(NonFiniteActivationError, match=r"blocks\.2\.mlp\.pre_out \(layer 2, site 'mlp\.pre_out'\)"):
+        s.update(bad)
+    bad[1, 2] = float("nan")
+    with pytest.raises(NonFiniteActivationError, match=r"neurons \[2\]"):
+        s.update(bad)
+    assert s.count == 4 and s.mean.tolist() == [1.0, 1.0, 1.0]
+
+
+def test_zero_tokens_raise():
+    with pytest.raises(ValueError, match="zero tokens"):
+        NeuronStats(3).mean
+    model = load_model("tiny-llama")
+    with pytest.raises(ValueError, match="zero tokens"):
+        collect_stats(model, [], progress=False)
+    padding = {"input_ids": torch.ones(2, 5, dtype=torch.long), "attention_mask": torch.zeros(2, 5, dtype=torch.long)}
+    with pytest.raises(ValueError, match="zero tokens"):
+        collect_stats(model, [padding], progress=False)
+
+
+def test_bad_shapes_and_arguments_raise():
+    with pytest.raises(ValueError, match=r"\[n_tokens, 3\]"):
+        NeuronStats(3).update(torch.ones(2, 4))
+    with pytest.raises(ValueError, match="bins"):
+        NeuronStats(3, bins=0)
+
+
+def _token_batches(model, n=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randint(4, 200, (3, 11), generator=g) for _ in range(n)]
+
+
+def test_collect_stats_matches_recorded_activations():
+    model = load_model("tiny-llama")
+    batches = _token_batches(model)
+    names = [f"blocks.{i}.{s}" for i in range(model.cfg.n_layers) for s in SITES]
+    with model.record(names) as cache:
+        for b in batches:
+            model(b)
+    stats = collect_stats(model, batches, bins=20, reservoir=16, progress=False)
+    assert list(stats) == names
+    for name in names:
+        x = torch.cat([a.reshape(-1, stats[name].n_neurons) for a in cache.history[name]])
+        s = stats[name]
+        _assert_matches(s, x)
+        assert torch.equal(s.hist, _reference_hist(s, x))
+        assert torch.equal(s.reservoir, x[s.reservoir_index])
+    first = stats[names[0]].reservoir_index
+    assert all(torch.equal(s.reservoir_index, first) for s in stats.values())  # same tokens at every site
+    again = collect_stats(model, batches, bins=20, reservoir=16, progress=False)
+    assert all(torch.equal(again[n].reservoir, stats[n].reservoir) for n in names)  # seeded
+
+
+def test_collect_stats_excludes_padding():
+    model = load_model("tiny-llama")
+    enc = model.to_tokens(["a short one", "a much longer second text here", "mid length"])
+    name = "blocks.1.mlp.pre_out"
+    with model.record([name]) as cache:
+        model(**enc)
+    keep = enc["attention_mask"].bool()
+    x = cache[name][keep]
+    s = collect_stats(model, [enc], sites="mlp.pre_out", layers=[1], progress=False)[name]
+    assert s.count == int(keep.sum()) < keep.numel()
+    _assert_matches(s, x)
+    assert torch.equal(s.reservoir, x[s.reservoir_index])
+
+
+def test_collect_stats_names_the_site_and_layer_of_a_nan():
+    model = load_model("tiny-llama")
+
+    def poison(act, *, hook):
+        return act.clone().fill_(float("nan"))
+
+    with model.hooks([("blocks.1.attn.pre_out", poison)]):
+        with pytest.raises(NonFiniteActivationError, match=r"layer 1, site 'attn\.pre_out'"):
+            collect_stats(model, _token_batches(model), progress=False)
+
+
+def test_unknown_site_or_layer_raises():
+    model = load_model("tiny-llama")
+    with pytest.raises(UnknownHookError, match="mlp.pre_out"):
+        collect_stats(model, _token_batches(model), sites=["mlp.preout"], progress=False)
+    with pytest.raises(UnknownHookError):
+        collect_stats(model, _token_batches(model), layers=[7], progress=False)
+
+
+def test_vision_model_counts_every_patch():
+    model = load_model("tiny-vit-classifier")
+    images = [torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(i)) for i in range(2)]
+    stats = collect_stats(model, images, reservoir=4, progress=False)
+    assert stats["blocks.0.mlp.pre_out"].count == 2 * 2 * 5  # 4 patches + CLS per image
+
+
+def test_save_load_round_trip_and_continue(tmp_path):
+    x = _data()
+    s = _fed(x[:2000], 400, bins=25, reservoir=64, seed=5, name="blocks.0.mlp.pre_out")
+    save_stats({"blocks.0.mlp.pre_out": s}, tmp_path / "stats.pt")
+    t = load_stats(tmp_path / "stats.pt")["blocks.0.mlp.pre_out"]
+    for key in ("mean", "var", "peak", "hist", "reservoir", "reservoir_index", "lo", "hi"):
+        assert torch.equal(getattr(s, key), getattr(t, key)), key
+    for part in x[2000:].split(300):
+        s.update(part)
+        t.update(part)
+    full = _fed(x, 400, bins=25, reservoir=64, seed=5)
+    for key in ("count", "hist", "reservoir_index"):
+        assert torch.equal(torch.as_tensor(getattr(t, key)), torch.as_tensor(getattr(full, key))), key
+    torch.testing.assert_close(t.var, full.var)
+
+
+def test_stats_frame_is_one_row_per_neuron():
+    model = load_model("tiny-llama")
+    stats = collect_stats(model, _token_batches(model), progress=False)
+    df = stats_frame(stats)
+    n = sum(s.n_neurons for s in stats.values())
+    assert len(df) == n
+    row = df[(df.layer == 1) & (df.site == "mlp.pre_out") & (df.neuron == 5)].iloc[0]
+    s = stats["blocks.1.mlp.pre_out"]
+    assert row["std"] == pytest.approx(s.std[5].item()) and row["peak"] == pytest.approx(s.peak[5].item())
