@@ -57,7 +57,11 @@ VIT_FASHION_CONFIG: dict[str, Any] = dict(
 
 VIT_FASHION_RECIPE: dict[str, Any] = dict(epochs=5, batch_size=128, lr=3e-3, weight_decay=0.05,
                                           pct_start=0.15, seed=0)
-"""Training recipe of ``vit-fashion-mnist``: AdamW + one-cycle (cosine) schedule, seeded data order."""
+"""Training recipe of ``vit-fashion-mnist``: AdamW + one-cycle (cosine) schedule, seeded data order.
+
+Measured here: 3 epochs gave 84.1 % test top-1 (final train loss 0.39, test loss 0.43: under-fitting,
+not over-fitting), 5 epochs 86.6 %. 2,345 steps take ~27 min on 2 CPU cores shared with other jobs.
+"""
 
 VIT_FASHION_VERSION = "v2"  # bump when the config or recipe changes: the cache folder is keyed on it
 FASHION_PROCESSOR = PixelProcessor(28, 1, FASHION_MNIST_MEAN_STD[:1], FASHION_MNIST_MEAN_STD[1:])
@@ -174,7 +178,7 @@ def train_vit_fashion_mnist(folder: Path | None = None, progress: bool = True, *
 
 
 def load_vit_fashion_mnist() -> tuple[ViTForImageClassification, PixelProcessor]:
-    """The small Fashion-MNIST ViT, trained on first use (a few minutes on 2 CPU cores) then cached."""
+    """The small Fashion-MNIST ViT, trained on first use (~27 min measured on 2 shared CPU cores), then cached."""
     folder = _model_folder(f"vit-fashion-mnist-{VIT_FASHION_VERSION}")
     if not (folder / "config.json").exists():
         train_vit_fashion_mnist(folder)
@@ -318,7 +322,9 @@ DINO_FASHION_SIZE = 56
 DINOv2-S at 224 px (256 patches) runs at ~2 images/s on 2 shared CPU cores, so 20k images take
 hours; 98 px (7×7 patches) ~12 images/s; 56 px (16 patches + CLS) ~35 images/s. Each 14-px patch
 then covers 7×7 original pixels. The position embeddings (37×37 grid) are interpolated bicubically
-to 4×4 by transformers, as the ONNX graph does for its own input size.
+to 4×4 by transformers, as the ONNX graph does for its own input size. A probe trained on 2,000
+images and tested on 1,000 scored 82.9 % at 56 px and 82.0 % at 98 px: the 3× cost buys nothing.
+With 10,000 training images the head reaches 85.4 % on the full test set.
 """
 DINO_FASHION_TRAIN = 10_000
 """Number of Fashion-MNIST training images (the first ones, in file order) whose features train the head."""
@@ -456,7 +462,11 @@ def build_dinov2_fashion_mnist(backbone: Dinov2Model | None = None, folder: Path
 
 
 def load_dinov2_fashion_mnist() -> tuple[Dinov2ForImageClassification, PixelProcessor]:
-    """Frozen DINOv2-S backbone + linear Fashion-MNIST head; built on first use (~10 min on 2 cores), then cached."""
+    """Frozen DINOv2-S backbone + linear Fashion-MNIST head; built on first use, then cached.
+
+    The build computes DINOv2 features of 20,000 images at 56 px (~21 min measured on 2 shared CPU
+    cores; the features are cached too) and fits the head in about 2 min.
+    """
     folder = _dino_fashion_folder()
     if not (folder / "config.json").exists():
         build_dinov2_fashion_mnist(folder=folder)

@@ -220,7 +220,7 @@ def test_cached_vit_fashion_mnist_reaches_its_target():
     try:
         report = vision.training_report("vit-fashion-mnist")
     except FileNotFoundError:
-        pytest.skip("vit-fashion-mnist not built yet: load_model('vit-fashion-mnist') trains it once (~10 min)")
+        pytest.skip("vit-fashion-mnist not built yet: load_model('vit-fashion-mnist') trains it once (~30 min on 2 shared cores)")
     assert report["test_top1"] >= 0.85
     model = load_model("vit-fashion-mnist")
     result = im.evaluate_images(model, im.load_fashion_mnist("test").select(range(2000)))
