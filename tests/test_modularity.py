@@ -177,32 +177,48 @@ def test_moe_labels_on_a_tiny_model_are_equal_size(tiny_cache):
     assert set(labels) == {0, 1} and all(np.bincount(v).tolist() == [12] * 4 for v in labels.values())
 
 
-def test_depth_profile_and_claims_follow_the_numbers():
-    layers = pd.DataFrame({"layer": range(6), "excess": [0.3, 0.3, 0.0, 0.0, 0.2, 0.2],
-                           "share_above_p95": [0.5] * 6})
-    assert mod.depth_profile(layers, 6) == pytest.approx({"early": 0.3, "middle": 0.0, "late": 0.2})
-    verdicts = {r["claim"]: r["verdict"] for r in mod.moe_claims(layers, 6, "m")}
-    assert verdicts["the correspondence is stronger in early and late layers"] == "yes"
-    flat = layers.assign(excess=[0.0, 0.0, 0.3, 0.3, 0.0, 0.0], share_above_p95=0.0)
-    verdicts = {r["claim"]: r["verdict"] for r in mod.moe_claims(flat, 6, "m")}
-    assert verdicts["the correspondence is stronger in early and late layers"].startswith("no")
-    assert verdicts["k-means clusters hold a task's neurons more than random clusters"] == "no"  # never significant
-    some = {r["claim"]: r["verdict"] for r in mod.moe_claims(flat.assign(share_above_p95=0.1), 6, "m")}
-    assert some["k-means clusters hold a task's neurons more than random clusters"] == "weakly"
+def _conc(excess_by_layer, n_tasks=8, noise=0.001, above=0.5):
+    rng = np.random.default_rng(0)
+    rows = [{"task": f"t{t}", "layer": layer, "excess": e + noise * rng.normal(), "kmeans": 0.1 + e, "random": 0.1,
+             "above_p95": rng.random() < above} for t in range(n_tasks) for layer, e in enumerate(excess_by_layer)]
+    return pd.DataFrame(rows)
 
-    def summary(tr, ri):
+
+def test_depth_profile_and_moe_claims_follow_the_numbers():
+    ends = _conc([0.3, 0.3, 0.0, 0.0, 0.2, 0.2])
+    p = mod.depth_profile(ends, 6)
+    assert p.loc[["early", "middle", "late"], "excess"].to_numpy() == pytest.approx([0.3, 0.0, 0.2], abs=0.01)
+    assert (p.lo <= p.excess).all() and (p.excess <= p.hi).all() and p.loc["early − middle", "lo"] > 0
+    claim = "the correspondence is stronger in early and late layers"
+    verdicts = {r["claim"]: r["verdict"] for r in mod.moe_claims(ends, 6, "m")}
+    assert verdicts[claim] == "yes"
+    assert verdicts["k-means clusters hold a task's neurons more than random clusters"] == "yes"
+    middle = _conc([0.0, 0.0, 0.3, 0.3, 0.0, 0.0], above=0.0)
+    verdicts = {r["claim"]: r["verdict"] for r in mod.moe_claims(middle, 6, "m")}
+    assert verdicts[claim].startswith("no")
+    assert verdicts["k-means clusters hold a task's neurons more than random clusters"] == "no"  # never significant
+    late = {r["claim"]: r["verdict"] for r in mod.moe_claims(_conc([0.0, 0.0, 0.0, 0.0, 0.2, 0.2]), 6, "m")}
+    assert late[claim] == "only in late layers"
+    flat = {r["claim"]: r["verdict"] for r in mod.moe_claims(_conc([0.01] * 6, noise=0.05, above=0.1), 6, "m")}
+    assert flat[claim].startswith("not clearly")
+    assert flat["k-means clusters hold a task's neurons more than random clusters"] in ("weakly", "no")
+
+
+def test_overlap_claims_follow_the_numbers():
+    def summary(tr, ri, ri_within=0.1):
         return pd.DataFrame([{"weights": "trained", "frac": 0.05, "chance": 0.05, "mean_offdiag": 0.05 * tr,
                               "times_chance": tr, "within_family": 0.3, "between_family": 0.1},
                              {"weights": "random init", "frac": 0.05, "chance": 0.05, "mean_offdiag": 0.05 * ri,
-                              "times_chance": ri, "within_family": 0.1, "between_family": 0.1}])
+                              "times_chance": ri, "within_family": ri_within, "between_family": 0.1}])
 
     corr = pd.DataFrame({"frac": [0.05], "spearman": [0.1]})
     v = [r["verdict"] for r in mod.overlap_claims(summary(3.0, 1.0), corr, 0.05, "m")]
     assert v[0] == "yes" and v[1] == "yes" and v[2].startswith("no")
-    v = [r["verdict"] for r in mod.overlap_claims(summary(1.0, 1.0), corr, 0.05, "m")]
-    assert v[0] == "no"
+    assert [r["verdict"] for r in mod.overlap_claims(summary(1.0, 1.0), corr, 0.05, "m")][0] == "no"
     v = [r["verdict"] for r in mod.overlap_claims(summary(3.0, 2.0), corr.assign(spearman=0.6), 0.05, "m")]
-    assert v[2] == "partly"
+    assert v[2].startswith("partly: 50% of the excess") and "pattern differs" in v[2] and "stand out less" in v[2]
+    v = [r["verdict"] for r in mod.overlap_claims(summary(3.0, 3.0, 0.3), corr.assign(spearman=0.9), 0.05, "m")]
+    assert v[2].startswith("yes")
 
 
 def test_charts_have_the_fraction_menu_and_tooltips(tiny_lm):
