@@ -239,7 +239,7 @@ class NeuronStats:
     @property
     def var(self) -> torch.Tensor:
         """``[n_neurons]`` unbiased sample variance (divides by ``count - 1``; NaN for one token)."""
-        m2 = self._checked(self._m2)
+        m2 = self._checked(self._m2).clamp_min(0)  # float rounding could leave -1e-20 for a constant neuron
         return m2 / (self.count - 1) if self.count > 1 else torch.full_like(m2, float("nan"))
 
     @property
@@ -260,7 +260,7 @@ class NeuronStats:
     @property
     def rms(self) -> torch.Tensor:
         """``[n_neurons]`` root mean square, ``sqrt(mean(x**2)) = sqrt(M2 / count + mean**2)``."""
-        return (self._checked(self._m2) / self.count + self._mean.square()).sqrt()
+        return (self._checked(self._m2).clamp_min(0) / self.count + self._mean.square()).sqrt()
 
     @property
     def frac_pos(self) -> torch.Tensor:

@@ -135,12 +135,37 @@ class TextPair:
     params: dict[str, Any] = field(default_factory=dict)
 
 
+def pieces(texts: Sequence[str], max_chars: int) -> list[str]:
+    """Cut each text at line ends into consecutive pieces of at most about ``max_chars`` characters.
+
+    A single line longer than ``max_chars`` stays whole. Used so that a few thousand tokens sample
+    many documents (and many places in each) instead of the start of one long source file.
+    """
+    out: list[str] = []
+    for text in texts:
+        cur = ""
+        for line in text.splitlines(keepends=True):
+            if cur and len(cur) + len(line) > max_chars:
+                out.append(cur)
+                cur = ""
+            cur += line
+        if cur.strip():
+            out.append(cur)
+    return [p for p in out if p.strip()]
+
+
 def text_pair(
     tokenizer: Any, forget: str, retain: str, collect_tokens: int = 16_384, eval_tokens: int = 8_192,
-    seq_len: int = 256, batch_size: int = 8, seed: int = 0,
+    seq_len: int = 256, batch_size: int = 8, seed: int = 0, piece_chars: int | None = 1000,
 ) -> TextPair:
-    """Collection (train split) and evaluation (test split) batches of two disjoint text tasks."""
-    from .data import token_batches
+    """Collection (train split) and evaluation (test split) batches of two disjoint text tasks.
+
+    ``piece_chars``: documents are cut into pieces of about this many characters (see :func:`pieces`),
+    which are shuffled with ``seed`` and joined with the eos token; None uses whole documents.
+    """
+    from datasets import Dataset
+
+    from .data import load_corpus, token_batches
     from .evaluation import most_common_tokens
 
     check_disjoint(forget, retain)
@@ -148,11 +173,14 @@ def text_pair(
     for side, spec in (("forget", forget), ("retain", retain)):
         corpus, filters = parse_task(spec)
         for part, split, n in (("collect", "train", collect_tokens), ("eval", "test", eval_tokens)):
-            out[f"{side}_{part}"] = token_batches(corpus, tokenizer, n, seq_len, min(batch_size, -(-n // seq_len)),
-                                                  split, seed=seed, **filters)
+            docs = load_corpus(corpus, split, **filters)
+            if piece_chars:
+                docs = Dataset.from_dict({"text": pieces(docs["text"], piece_chars)})
+            out[f"{side}_{part}"] = token_batches(docs, tokenizer, n, seq_len, min(batch_size, -(-n // seq_len)),
+                                                  seed=seed)
         out[f"{side}_skip"] = most_common_tokens(out[f"{side}_eval"])
     params = dict(forget=forget, retain=retain, collect_tokens=collect_tokens, eval_tokens=eval_tokens,
-                  seq_len=seq_len, batch_size=batch_size, seed=seed)
+                  seq_len=seq_len, batch_size=batch_size, seed=seed, piece_chars=piece_chars)
     return TextPair(forget, retain, **out, params=params)
 
 

@@ -165,14 +165,14 @@ def test_bad_shapes_and_arguments_raise():
         NeuronStats(3, bins=0)
 
 
-def _token_batches(model, n=3, seed=0):
+def _token_batches(n=3, seed=0):
     g = torch.Generator().manual_seed(seed)
     return [torch.randint(4, 200, (3, 11), generator=g) for _ in range(n)]
 
 
 def test_collect_stats_matches_recorded_activations():
     model = load_model("tiny-llama")
-    batches = _token_batches(model)
+    batches = _token_batches()
     names = [f"blocks.{i}.{s}" for i in range(model.cfg.n_layers) for s in SITES]
     with model.record(names) as cache:
         for b in batches:
@@ -213,15 +213,15 @@ def test_collect_stats_names_the_site_and_layer_of_a_nan():
 
     with model.hooks([("blocks.1.attn.pre_out", poison)]):
         with pytest.raises(NonFiniteActivationError, match=r"layer 1, site 'attn\.pre_out'"):
-            collect_stats(model, _token_batches(model), progress=False)
+            collect_stats(model, _token_batches(), progress=False)
 
 
 def test_unknown_site_or_layer_raises():
     model = load_model("tiny-llama")
     with pytest.raises(UnknownHookError, match="mlp.pre_out"):
-        collect_stats(model, _token_batches(model), sites=["mlp.preout"], progress=False)
+        collect_stats(model, _token_batches(), sites=["mlp.preout"], progress=False)
     with pytest.raises(UnknownHookError):
-        collect_stats(model, _token_batches(model), layers=[7], progress=False)
+        collect_stats(model, _token_batches(), layers=[7], progress=False)
 
 
 def test_vision_model_counts_every_patch():
@@ -249,7 +249,7 @@ def test_save_load_round_trip_and_continue(tmp_path):
 
 def test_stats_frame_is_one_row_per_neuron():
     model = load_model("tiny-llama")
-    stats = collect_stats(model, _token_batches(model), progress=False)
+    stats = collect_stats(model, _token_batches(), progress=False)
     df = stats_frame(stats)
     n = sum(s.n_neurons for s in stats.values())
     assert len(df) == n

@@ -65,6 +65,15 @@ def test_text_pair_batches_come_from_their_task(llama, pair):
     assert len(pair.forget_skip) <= 50
 
 
+def test_pieces_cut_at_line_ends_and_keep_all_text():
+    text = "".join(f"line {i}\n" for i in range(100))  # 7-8 characters per line
+    out = U.pieces([text, "one long line " * 20, "  \n"], 50)
+    assert "".join(out[:-1]) == text and out[-1] == "one long line " * 20
+    cut = out[:-1]
+    assert all(len(p) <= 50 and p.endswith("\n") for p in cut)
+    assert all(len(a) + len(b.splitlines(keepends=True)[0]) > 50 for a, b in zip(cut, cut[1:]))  # pieces are full
+
+
 # ----------------------------------------------------------------------------- summaries
 def _history(forget, retain, frac=0.02):
     n = len(forget)
