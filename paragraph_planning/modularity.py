@@ -414,15 +414,20 @@ def task_order(table: pd.DataFrame, weights: str = "trained", frac: float | None
 Evaluate = Callable[[str | None, float, Sequence[str]], Mapping[str, float]]
 
 
-def cross_evaluation(tasks: Sequence[str], evaluate: Evaluate, *, target: float = 0.8, lo: float = 0.0,
-                     hi: float = 0.128, tol: float = 0.008) -> pd.DataFrame:
+def cross_evaluation(tasks: Sequence[str], evaluate: Evaluate, *, target: float = 0.8, lo: float = 0.001,
+                     hi: float = 0.128, tol: float = 1.25) -> pd.DataFrame:
     """Per task, the smallest fraction that brings its own metric to ``target`` × unpruned; then all tasks there.
 
     ``evaluate(prune_for, frac, on)`` returns ``{task: metric}`` for the tasks ``on`` with the top
-    ``frac`` neurons of ``prune_for`` pruned (``None``/0: unpruned). Returns one row per
-    (``pruned_for``, ``evaluated_on``) with ``frac``, ``reached`` (False: even ``hi`` did not get
-    there), ``base``, ``pruned`` and ``ratio`` = pruned / base (NaN where base is 0).
+    ``frac`` neurons of ``prune_for`` pruned (``None``/0: unpruned). The binary search
+    (:func:`~.clustering.smallest_fraction`) runs on ``log(frac)`` between ``lo`` and ``hi`` and
+    stops when the bracket's ratio is at most ``tol``, so small fractions are resolved as finely
+    as large ones. Returns one row per (``pruned_for``, ``evaluated_on``) with ``frac``,
+    ``reached`` (False: even ``hi`` did not get there), ``base``, ``pruned`` and ``ratio`` =
+    pruned / base (NaN where base is 0).
     """
+    if not (0 < lo < hi and tol > 1):
+        raise ValueError(f"Need 0 < lo < hi and a relative tolerance tol > 1; got lo={lo}, hi={hi}, tol={tol}.")
     tasks = list(tasks)
     base = dict(evaluate(None, 0.0, tasks))
     rows = []
@@ -437,7 +442,8 @@ def cross_evaluation(tasks: Sequence[str], evaluate: Evaluate, *, target: float 
         if not base[t] > 0:  # nothing to lose: no search
             frac, reached, res = math.nan, False, {u: math.nan for u in tasks}
         else:
-            frac = smallest_fraction(own, target, lo, hi, tol)
+            u = smallest_fraction(lambda u: own(math.exp(u)), target, math.log(lo), math.log(hi), math.log(tol))
+            frac = math.exp(u)
             reached = own(frac) <= target
             res = dict(evaluate(t, frac, [u for u in tasks if u != t]))
             res[t] = memo[frac]
@@ -516,11 +522,12 @@ def image_evaluator(ref: ModelRef, tasks: Sequence[Task], scores: Scores, *, eva
 
 
 def cross_evaluate(ref: ModelRef, tasks: Sequence[Task], scores: Scores, *, eval_size: int, target: float = 0.8,
-                   hi: float = 0.128, tol: float = 0.008, seq_len: int = 64, seed: int = 0) -> pd.DataFrame:
+                   lo: float = 0.001, hi: float = 0.128, tol: float = 1.25, seq_len: int = 64,
+                   seed: int = 0) -> pd.DataFrame:
     """Cached :func:`cross_evaluation` of a language model (``eval_size`` tokens per task) or image
     classifier (``eval_size`` test images per class)."""
     kind = tasks[0].kind
-    params = {**ref.key, "tasks": [asdict(t) for t in tasks], "eval_size": eval_size, "target": target, "hi": hi,
+    params = {**ref.key, "tasks": [asdict(t) for t in tasks], "eval_size": eval_size, "target": target, "lo": lo, "hi": hi,
               "tol": tol, "seq_len": seq_len, "seed": seed, "version": VERSION,
               "scores": torch.stack([scores[t.name] for t in tasks])}
 
@@ -529,7 +536,7 @@ def cross_evaluate(ref: ModelRef, tasks: Sequence[Task], scores: Scores, *, eval
             ev = text_evaluator(ref, tasks, scores, eval_tokens=eval_size, seq_len=seq_len, seed=seed)
         else:
             ev = image_evaluator(ref, tasks, scores, eval_images=eval_size, seed=seed)
-        return cross_evaluation([t.name for t in tasks], ev, target=target, hi=hi, tol=tol)
+        return cross_evaluation([t.name for t in tasks], ev, target=target, lo=lo, hi=hi, tol=tol)
 
     return cached("modularity-cross-eval", params, compute, depends=_depends(f"{kind}-cross"))
 
