@@ -258,9 +258,11 @@ def claim(scored: pd.DataFrame, threshold: float = 3.0) -> tuple[bool, pd.DataFr
     z_t, z_s = table.loc["neutral − transferred", "z"], table.loc["neutral − shuffled", "z"]
     holds = bool(z_t > threshold and not z_s > threshold)
     z_x = table.loc["shuffled − transferred", "z"]
-    own = (f"The text's own break beats another text's break by {z_x:.1f} s.e.: "
-           + ("the transplant carries something specific to the text." if z_x > threshold else
-              "no clear evidence that the transplant carries more than a generic paragraph-start state."))
+    specific = (f"(more than {threshold:g}: the transplant carries something specific to the text)."
+                if z_x > threshold else
+                f"(not more than {threshold:g}: no decisive evidence of content specific to the text beyond "
+                "what any break's activations give).")
+    own = f"The text's own break beats another text's break by {z_x:.1f} s.e. {specific}"
     text = (f"transferred is closer than neutral by {z_t:.1f} s.e. (needs > {threshold:g}); "
             f"shuffled is closer than neutral by {z_s:.1f} s.e. (needs ≤ {threshold:g}): "
             f"the claim {'HOLDS' if holds else 'DOES NOT HOLD'} here. {own}")
@@ -333,7 +335,8 @@ def attention_window(model: HookedModel, splits: Sequence[Split], window: int = 
     Returns ``(grid, to_break)``: ``grid`` has ``query_offset, key_offset, attention`` for offsets in
     ``[-window, window]`` relative to the last break token; ``to_break`` has, per query offset
     ``1..window`` after the break and per layer (and ``"mean"``), the attention paid to all break
-    tokens together and, as a baseline, the mean attention to any token at the same distance.
+    tokens together and, as a baseline, the mean attention that any query pays to the same number
+    of consecutive tokens at the same distance.
     """
     w = window
     size = 2 * w + 1
@@ -354,7 +357,7 @@ def attention_window(model: HookedModel, splits: Sequence[Split], window: int = 
                            output_attentions=True).attentions
             per_layer = torch.stack([a.float().mean(1) for a in att], 1).cpu().numpy()  # [b, L, q, k]
             for i, s in enumerate(chunk):
-                n, p = len(s.ids), s.break_pos[-1]
+                n, p, k = len(s.ids), s.break_pos[-1], len(s.break_pos)
                 a = per_layer[i, :, :n, :n]
                 mean = a.mean(0)
                 for qo in range(-w, w + 1):
@@ -370,8 +373,8 @@ def attention_window(model: HookedModel, splits: Sequence[Split], window: int = 
                         break
                     brk_sum[:, d - 1] += a[:, q, s.break_pos].sum(-1)
                     brk_n[:, d - 1] += 1
-                    qs = np.arange(d, n)
-                    base_sum[:, d - 1] += a[:, qs, qs - d].mean(-1)
+                    qs = np.arange(d + k - 1, n)  # same number of consecutive keys, same distance
+                    base_sum[:, d - 1] += sum(a[:, qs, qs - d - j] for j in range(k)).mean(-1)
                     base_n[:, d - 1] += 1
     with np.errstate(invalid="ignore", divide="ignore"):
         g = grid_sum / grid_n
@@ -465,7 +468,7 @@ def sweep_chart(summary: pd.DataFrame, refs: dict[str, float] | None = None, tit
 
 def attention_charts(grid: pd.DataFrame, to_break: pd.DataFrame, title: str = "") -> Any:
     """Left: mean attention map around the break (query × key offset). Right: attention that tokens
-    after the break pay to it vs. the mean attention to any token at the same distance."""
+    after the break pay to it vs. the mean attention to as many consecutive tokens at the same distance."""
     import altair as alt
 
     heat = alt.Chart(grid).mark_rect().encode(
@@ -476,7 +479,7 @@ def attention_charts(grid: pd.DataFrame, to_break: pd.DataFrame, title: str = ""
     ).properties(width=300, height=300, title="mean attention (layers, heads, texts)")
     mean = to_break[to_break.layer == "mean"].melt(["layer", "query_offset"], ["to_break", "baseline"],
                                                    var_name="key", value_name="attention")
-    mean["key"] = mean["key"].map({"to_break": "the break token(s)", "baseline": "any token at that distance"})
+    mean["key"] = mean["key"].map({"to_break": "the break token(s)", "baseline": "as many tokens at that distance"})
     line = alt.Chart(mean).mark_line(point=True).encode(
         x=alt.X("query_offset:Q", title="tokens after the break"),
         y=alt.Y("attention:Q", title="attention (mean over layers, heads)", scale=alt.Scale(type="log")),
