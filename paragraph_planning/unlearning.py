@@ -202,6 +202,24 @@ def _collect_batches(model: HookedModel, batches: Any) -> list[Any]:
     return [{"input_ids": x, **extra} for x in batches]
 
 
+def _collect_first_position(model: HookedModel, batches: Sequence[torch.Tensor], names: Sequence[str]) -> dict[str, Any]:
+    """:class:`~.statistics.NeuronStats` of the activations at position 0 only (a ViT's CLS token)."""
+    from .statistics import NeuronStats
+
+    stats = {n: NeuronStats(model.cfg.n_neurons(model.parse(n)[1]), bins=1, reservoir=0, name=n) for n in names}
+
+    def hook_for(s: NeuronStats) -> Callable[..., None]:
+        def fn(act: torch.Tensor, *, hook: Any) -> None:
+            s.update(act[:, 0].reshape(act.shape[0], -1))
+
+        return fn
+
+    with model.hooks([(n, hook_for(s)) for n, s in stats.items()]):
+        for x in batches:
+            model(x)
+    return stats
+
+
 def collect_fn(pair: "TextPair | ImagePair", first: Mapping[str, Mapping[str, Moments]] | None = None) -> Collect:
     """``collect(model, "forget" | "retain", names) -> {name: Moments}`` for :func:`~.pruning.run_pruning`.
 
@@ -216,10 +234,13 @@ def collect_fn(pair: "TextPair | ImagePair", first: Mapping[str, Mapping[str, Mo
         ready = unused.pop(which, None)
         if ready is not None and set(names) <= set(ready):
             return {n: ready[n] for n in names}
-        layers = sorted({int(n.split(".")[1]) for n in names})
-        batches = _collect_batches(model, getattr(pair, f"{which}_collect"))
-        stats = collect_stats(model, batches, sites=_sites_of(names), layers=layers, bins=1, reservoir=0,
-                              progress=False)
+        batches = getattr(pair, f"{which}_collect")
+        if getattr(pair, "positions", "all") == "cls":
+            stats = _collect_first_position(model, batches, names)
+        else:
+            layers = sorted({int(n.split(".")[1]) for n in names})
+            stats = collect_stats(model, _collect_batches(model, batches), sites=_sites_of(names), layers=layers,
+                                  bins=1, reservoir=0, progress=False)
         return {n: Moments.from_stats(stats[n]) for n in names}
 
     return collect
@@ -248,7 +269,8 @@ class ImagePair:
 
     ``classes``: the classes the model predicts (a prefix of the data set's classes);
     ``forget_collect``/``retain_collect``: lists of ``[batch, channels, h, w]`` from the train split;
-    ``eval_set``: test images of ``classes`` (a ``datasets.Dataset``), read with ``processor``.
+    ``eval_set``: test images of ``classes`` (a ``datasets.Dataset``), read with ``processor``;
+    ``positions``: where statistics are collected, ``"cls"`` (the class token, position 0) or ``"all"``.
     """
 
     forget: str
@@ -257,6 +279,7 @@ class ImagePair:
     retain_collect: list[torch.Tensor]
     eval_set: Any
     processor: Any
+    positions: str = "cls"
     params: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -267,14 +290,18 @@ class ImagePair:
 
 def image_pair(
     model: HookedModel, forget_class: str = "Bag", dataset: str = "fashion-mnist", collect_images: int = 1000,
-    eval_per_class: int | None = None, batch_size: int = 250, seed: int = 0,
+    eval_per_class: int | None = None, batch_size: int = 250, seed: int = 0, positions: str = "cls",
 ) -> ImagePair:
     """Forget one class of an image classifier: train images for statistics, test images to evaluate.
 
     The retain side draws ``collect_images`` train images from the other classes. A model with
     fewer outputs than the data set has classes (a tiny test model) keeps the first classes only.
-    ``eval_per_class``: test images per class (None: all).
+    ``eval_per_class``: test images per class (None: all). ``positions="cls"`` collects the neuron
+    statistics at the class token only, the one position a ViT classifier reads its decision from;
+    ``"all"`` uses every token (CLS and patches), as for language models.
     """
+    if positions not in ("cls", "all"):
+        raise ValueError(f"positions must be 'cls' or 'all', got {positions!r}.")
     from .data import load_corpus
     from .images import images_array, labels_array, pixel_processor
 
@@ -300,9 +327,10 @@ def image_pair(
     if eval_per_class is not None:
         keep_test = np.concatenate([np.flatnonzero(y_test == c)[:eval_per_class] for c in range(len(classes))])
     params = dict(dataset=dataset, forget_class=forget_class, classes=list(classes), collect_images=collect_images,
-                  eval_per_class=eval_per_class, batch_size=batch_size, seed=seed, processor=repr(processor))
+                  eval_per_class=eval_per_class, batch_size=batch_size, seed=seed, processor=repr(processor),
+                  positions=positions)
     return ImagePair(forget_class, classes, eval_set=test.select(np.sort(keep_test)), processor=processor,
-                     params=params, **sides)
+                     positions=positions, params=params, **sides)
 
 
 def _evaluate_images_fn(pair: ImagePair) -> Evaluate:

@@ -189,3 +189,23 @@ def test_vision_forget_class_evaluation_on_a_tiny_vit():
     assert table.forgotten.sum() == 1 and table.set_index("class").loc["Pullover", "forgotten"]
     with pytest.raises(ValueError, match="Classes: T-shirt/top, Trouser, Pullover"):
         U.image_pair(vit, "Bag")
+
+
+@needs_fashion
+def test_vision_statistics_at_the_class_token_or_every_token():
+    vit = load_model("tiny-vit-classifier")
+    names = [*vit.hook_names("mlp.pre_out"), *vit.hook_names("attn.pre_out")]
+    cls = U.image_pair(vit, "Trouser", collect_images=24, eval_per_class=4, batch_size=8)
+    every = U.image_pair(vit, "Trouser", collect_images=24, eval_per_class=4, batch_size=8, positions="all")
+    with vit.record(names) as rec:
+        for x in cls.forget_collect:
+            vit(x)
+    got_cls = U.collect_fn(cls)(vit, "forget", names)
+    got_all = U.collect_fn(every)(vit, "forget", names)
+    for n in names:
+        acts = torch.cat(rec.history[n]).flatten(2) if n.endswith("attn.pre_out") else torch.cat(rec.history[n])
+        torch.testing.assert_close(got_cls[n].mean_abs, acts[:, 0].abs().double().mean(0), rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(got_all[n].mean_abs, acts.flatten(0, 1).abs().double().mean(0), rtol=1e-5, atol=1e-7)
+        assert got_cls[n].count == 24 and got_all[n].count == 24 * acts.shape[1]
+    with pytest.raises(ValueError, match="positions"):
+        U.image_pair(vit, "Trouser", positions="patches")
