@@ -19,7 +19,6 @@ import importlib
 import importlib.util
 import json
 import math
-import os
 import re
 import sysconfig
 import warnings
@@ -300,6 +299,22 @@ def corpus_labels(name: str, column: str | None = None) -> list[str]:
         raise ValueError(f"Corpus {name!r} has no label column {column!r}. "
                          f"Its label columns: {', '.join(spec.labels)}.")
     return sorted({d[column] for d in _documents(name, _data_root(spec))})
+
+
+def line_pieces(text: str, max_chars: int) -> list[str]:
+    """Cut ``text`` at line ends into consecutive pieces of at most about ``max_chars`` characters.
+
+    A single line longer than ``max_chars`` stays whole; blank pieces are dropped. Used so that a few
+    thousand tokens sample many documents (and many places in each) instead of the start of one.
+    """
+    out, cur = [], ""
+    for line in text.splitlines(keepends=True):
+        if cur and len(cur) + len(line) > max_chars:
+            out.append(cur)
+            cur = ""
+        cur += line
+    out.append(cur)
+    return [p for p in out if p.strip()]
 
 
 # ----------------------------------------------------------------------------- token batches

@@ -9,22 +9,14 @@ fraction as the task's neuron set. Then:
   the fraction), for a model and its random-init twin;
 * :func:`cross_evaluation`: per task, the smallest pruning fraction that brings its own top-1 to
   ``target`` × unpruned (binary search), then every task's top-1 ratio at that fraction;
-* :func:`moe_concentration`: per layer, equal-size k-means of the rows of ``W_in`` (MoEfication)
-  and a random equal-size partition; how concentrated each task's top neurons are in few clusters.
-
-Documents are split three ways so that no text is used twice: the test split (by document id,
-:func:`paragraph_planning.data.split_of`) is for evaluation; the train split is halved by another
-hash (:func:`pool_of`) into a forget pool (task statistics) and a retain pool (the retain mix).
-Long documents are cut into pieces of whole lines (:data:`CHUNK_CHARS`), so a sample of a few
-thousand tokens comes from many documents. Images: statistics per class on training images, a
-task's retain set is every other class; evaluation on test images.
+MoEfication lives in :mod:`.moefication`, the tasks and their documents in :mod:`.tasks`. Images:
+statistics per class on training images, a task's retain set is every other class; evaluation on
+test images.
 
 Statistics, scores and clusterings are cached with :func:`paragraph_planning.cache.cached`.
 """
 from __future__ import annotations
 
-import difflib
-import hashlib
 import math
 from dataclasses import asdict, dataclass, field
 from types import SimpleNamespace
@@ -35,146 +27,13 @@ import pandas as pd
 import torch
 
 from .cache import cached
-from .clustering import (concentration, moefy, off_diagonal, overlap_matrix, random_partition, similarity_order,
+from .clustering import (off_diagonal, overlap_matrix, similarity_order,
                          smallest_fraction, top_fraction, top_pairs)
 from .hooks import HookedModel
+from .tasks import CHUNK_CHARS, RETAIN_CORPORA, Task, nested, retain_texts, task_texts
 
 SITE = "mlp.pre_out"
-RETAIN_CORPORA: tuple[str, ...] = ("wiki-en", "bbc")
-"""Default retain mix: every English wiki topic and every BBC category (retain pool only)."""
-SKIP_TOPICS: tuple[str, ...] = ("Uncategorized",)
-CHUNK_CHARS = 2000
-"""Documents are cut into pieces of whole lines of at most about this many characters."""
 Scores = dict[str, torch.Tensor]  # task name -> [n_layers, d_mlp] float64 scores
-
-
-# ============================================================================ tasks and data
-@dataclass(frozen=True)
-class Task:
-    """A forget set. Text: ``corpus`` plus label ``filters``; image: Fashion-MNIST ``classes``.
-
-    ``family`` groups related tasks (wiki topics, BBC categories, clothing groups): the chapter
-    checks whether tasks of one family share more neurons than tasks of different families.
-    """
-
-    name: str
-    corpus: str
-    family: str
-    filters: tuple[tuple[str, str], ...] = ()
-    classes: tuple[str, ...] = ()
-
-    @property
-    def kind(self) -> str:
-        return "image" if self.classes else "text"
-
-
-def _select(tasks: list[Task], names: Sequence[str] | None) -> list[Task]:
-    if names is None:
-        return tasks
-    by_name = {t.name: t for t in tasks}
-    out = []
-    for n in names:
-        if n not in by_name:
-            close = difflib.get_close_matches(n, list(by_name), n=3, cutoff=0.4)
-            hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
-            raise ValueError(f"Unknown task {n!r}.{hint} Tasks: {', '.join(by_name)}.")
-        out.append(by_name[n])
-    if len({t.name for t in out}) != len(out):
-        raise ValueError(f"Duplicate task names in {list(names)}.")
-    return out
-
-
-def text_tasks(names: Sequence[str] | None = None) -> list[Task]:
-    """The text tasks: each English wiki topic, each BBC category, Python, Shakespeare, recipes, French.
-
-    ``names`` keeps (and orders) a subset, e.g. ``["wiki/Mathematics", "python"]``.
-    """
-    from .data import corpus_labels
-
-    tasks = [Task(f"wiki/{t}", "wiki-en", "wiki-en", (("topic", t),))
-             for t in corpus_labels("wiki-en") if t not in SKIP_TOPICS]
-    tasks += [Task(f"bbc/{c}", "bbc", "bbc", (("category", c),)) for c in corpus_labels("bbc")]
-    tasks += [Task("python", "python-code", "code"), Task("shakespeare", "shakespeare", "shakespeare"),
-              Task("recipes", "recipes", "recipes"), Task("french", "wiki-fr", "french")]
-    return _select(tasks, names)
-
-
-def image_tasks(names: Sequence[str] | None = None) -> list[Task]:
-    """Each Fashion-MNIST class, and each group of several classes (tops, footwear).
-
-    The groups bottoms, dresses and bags hold one class each (Trouser, Dress, Bag): as tasks they
-    would duplicate those classes, so they are left out.
-    """
-    from .images import FASHION_CLASS_GROUP, FASHION_CLASSES, FASHION_GROUPS
-
-    tasks = [Task(c, "fashion-mnist", FASHION_CLASS_GROUP[c], classes=(c,)) for c in FASHION_CLASSES]
-    for g in FASHION_GROUPS:
-        members = tuple(c for c in FASHION_CLASSES if FASHION_CLASS_GROUP[c] == g)
-        if len(members) > 1:
-            tasks.append(Task(f"group/{g}", "fashion-mnist", g, classes=members))
-    return _select(tasks, names)
-
-
-def nested(a: Task, b: Task) -> bool:
-    """Whether one task's data contains the other's (a class and its group)."""
-    return bool(a.classes and b.classes) and (set(a.classes) <= set(b.classes) or set(b.classes) <= set(a.classes))
-
-
-def pool_of(doc_id: str) -> str:
-    """``"forget"`` or ``"retain"``: a stable half split of the training documents (by id hash)."""
-    h = hashlib.sha256(b"modularity-pool:" + doc_id.encode("utf-8")).digest()
-    return "retain" if h[0] & 1 else "forget"
-
-
-def _pieces(text: str, max_chars: int) -> list[str]:
-    out, cur, size = [], [], 0
-    for line in text.splitlines(keepends=True):
-        if cur and size + len(line) > max_chars:
-            out.append("".join(cur))
-            cur, size = [], 0
-        cur.append(line)
-        size += len(line)
-    if cur:
-        out.append("".join(cur))
-    return [p for p in out if p.strip()]
-
-
-def _chunked(ids: Sequence[str], texts: Sequence[str], max_chars: int) -> Any:
-    from datasets import Dataset
-
-    rows = [(f"{i}#{k}", p) for i, t in zip(ids, texts) for k, p in enumerate(_pieces(t, max_chars))]
-    return Dataset.from_dict({"id": [r[0] for r in rows], "text": [r[1] for r in rows]})
-
-
-def task_texts(task: Task, role: str, max_chars: int = CHUNK_CHARS) -> Any:
-    """A task's documents (cut into pieces) as a ``Dataset``: ``role`` ``"forget"`` (train, forget pool) or ``"eval"`` (test)."""
-    from .data import load_corpus
-
-    if role not in ("forget", "eval"):
-        raise ValueError(f"role must be 'forget' or 'eval', got {role!r}.")
-    ds = load_corpus(task.corpus, "test" if role == "eval" else "train", **dict(task.filters))
-    ids, texts = ds["id"], ds["text"]
-    keep = [j for j, i in enumerate(ids) if role == "eval" or pool_of(i) == "forget"]
-    return _chunked([ids[j] for j in keep], [texts[j] for j in keep], max_chars)
-
-
-def retain_texts(corpora: Sequence[str] = RETAIN_CORPORA, max_chars: int = CHUNK_CHARS) -> Any:
-    """The retain mix: training documents of ``corpora`` in the retain pool, cut into pieces."""
-    from .data import load_corpus
-
-    ids, texts = [], []
-    for c in corpora:
-        ds = load_corpus(c, "train")
-        for i, t in zip(ds["id"], ds["text"]):
-            if pool_of(i) == "retain":
-                ids.append(i)
-                texts.append(t)
-    return _chunked(ids, texts, max_chars)
-
-
-def doc_ids(ds: Any) -> set[str]:
-    """The source document ids of a chunked ``Dataset`` (piece suffix ``#k`` removed)."""
-    return {i.rsplit("#", 1)[0] for i in ds["id"]}
 
 
 # ============================================================================ models and statistics
@@ -555,67 +414,6 @@ def cross_summary(cross: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-# ============================================================================ MoEfication
-def moe_labels(ref: ModelRef, layers: Sequence[int], n_clusters: int, seed: int = 0) -> dict[int, np.ndarray]:
-    """Per layer, equal-size k-means labels ``[d_mlp]`` of the L2-normalised rows of ``W_in`` (cached per layer)."""
-    out = {}
-    for layer in layers:
-        out[layer] = cached("moefication", {**ref.key, "layer": int(layer), "n_clusters": n_clusters, "seed": seed,
-                                            "version": VERSION},
-                            lambda layer=layer: moefy(ref.get().weights(layer)["W_in"], n_clusters, seed=seed),
-                            depends=_depends("moe"))
-    return out
-
-
-def moe_concentration(scores: Scores, labels: Mapping[int, np.ndarray], n_clusters: int, *, frac: float = 0.1,
-                      n_random: int = 20, seed: int = 0) -> pd.DataFrame:
-    """How concentrated each task's top neurons are in k-means clusters vs random equal-size partitions.
-
-    Per task and layer, the top ``frac`` of the layer's neurons by score (a per-layer selection,
-    so every layer holds the same number) → :func:`~.clustering.concentration` with the k-means
-    labels, and with ``n_random`` random partitions. Columns: ``task``, ``layer``, ``kmeans``,
-    ``random`` (mean), ``random_p95``, ``excess`` (kmeans − random), ``above_p95``.
-    """
-    rows = []
-    for layer, lab in labels.items():
-        d_mlp = len(lab)
-        k = max(1, int(frac * d_mlp))
-        rand = [random_partition(d_mlp, n_clusters, seed=seed + 1000 * layer + r) for r in range(n_random)]
-        for task, s in scores.items():
-            sel = np.zeros(d_mlp, dtype=bool)
-            sel[s[layer].topk(k).indices.numpy()] = True
-            km = concentration(sel, lab, n_clusters)
-            rc = np.array([concentration(sel, r, n_clusters) for r in rand])
-            rows.append({"task": task, "layer": int(layer), "kmeans": km, "random": rc.mean(),
-                         "random_p95": np.quantile(rc, 0.95), "excess": km - rc.mean(),
-                         "above_p95": bool(km > np.quantile(rc, 0.95))})
-    return pd.DataFrame(rows)
-
-
-def moe_layer_summary(conc: pd.DataFrame) -> pd.DataFrame:
-    """Per layer: mean concentration with k-means and random clusters, excess, share of tasks above p95."""
-    g = conc.groupby("layer")
-    return pd.DataFrame({"kmeans": g.kmeans.mean(), "random": g.random.mean(), "excess": g.excess.mean(),
-                         "share_above_p95": g.above_p95.mean()}).reset_index()
-
-
-def depth_profile(conc: pd.DataFrame, n_layers: int, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """Mean excess concentration in the first, middle and last third of the layers, and the contrasts
-    early − middle and late − middle, each with a 95 % bootstrap interval over tasks (``lo``, ``hi``)."""
-    per = conc.assign(third=conc.layer * 3 // n_layers).groupby(["task", "third"]).excess.mean().unstack()
-    per = per.reindex(columns=[0, 1, 2])  # [task, third]; NaN where a third has no layer
-    values = {"early": per[0], "middle": per[1], "late": per[2],
-              "early − middle": per[0] - per[1], "late − middle": per[2] - per[1]}
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(per), size=(n_boot, len(per)))
-    rows = {}
-    for name, v in values.items():
-        x = v.to_numpy(dtype=float)
-        boot = x[idx].mean(1)
-        rows[name] = {"excess": x.mean(), "lo": np.quantile(boot, 0.025), "hi": np.quantile(boot, 0.975)}
-    return pd.DataFrame.from_dict(rows, orient="index")
-
-
 # ============================================================================ the paper's claims, checked
 def overlap_claims(summary: pd.DataFrame, corr: pd.DataFrame, frac: float, model: str) -> list[dict[str, str]]:
     """Verdicts on the overlap claims at ``frac``, worded from the measured numbers."""
@@ -651,34 +449,6 @@ def overlap_claims(summary: pd.DataFrame, corr: pd.DataFrame, frac: float, model
                                  f"trained excess); pair pattern vs trained: Spearman ρ = {rho:.2f}; within/between "
                                  f"family {cr:.2f}× (trained {ct:.2f}×)",
                      "verdict": verdict})
-    return rows
-
-
-def moe_claims(conc: pd.DataFrame, n_layers: int, model: str) -> list[dict[str, str]]:
-    """Verdicts on the MoEfication claims (from :func:`moe_concentration`'s table): clusters hold task
-    neurons; more so in early and late layers (bootstrap intervals over tasks, :func:`depth_profile`)."""
-    ex, share = conc.excess.mean(), conc.above_p95.mean()
-    rows = [{"model": model, "claim": "k-means clusters hold a task's neurons more than random clusters",
-             "measured": f"mean excess concentration {ex:+.4f} (k-means {conc.kmeans.mean():.4f} vs random "
-                         f"{conc.random.mean():.4f}); {share:.0%} of (task, layer) above the random 95th percentile",
-             "verdict": "yes" if ex > 0 and share >= 0.25 else "weakly" if ex > 0 and share > 0.05 else "no"}]
-    p = depth_profile(conc, n_layers)
-    em, lm = p.loc["early − middle"], p.loc["late − middle"]
-    if p.excess.isna().any():
-        verdict = "n/a (need layers in every third)"
-    elif em.lo > 0 and lm.lo > 0:
-        verdict = "yes"
-    elif em.lo > 0 or lm.lo > 0:
-        verdict = f"only in {'early' if em.lo > 0 else 'late'} layers"
-    elif em.hi < 0 and lm.hi < 0:
-        verdict = "no: the middle layers are stronger"
-    else:
-        verdict = "not clearly: the differences are within the noise"
-    rows.append({"model": model, "claim": "the correspondence is stronger in early and late layers",
-                 "measured": f"excess early {p.excess.early:+.4f}, middle {p.excess.middle:+.4f}, late {p.excess.late:+.4f}; "
-                             f"early − middle {em.excess:+.4f} [{em.lo:+.4f}, {em.hi:+.4f}], late − middle "
-                             f"{lm.excess:+.4f} [{lm.lo:+.4f}, {lm.hi:+.4f}]",
-                 "verdict": verdict})
     return rows
 
 
@@ -725,13 +495,3 @@ def cross_chart(cross: pd.DataFrame, order: Sequence[str], title: str = "", size
                  alt.Tooltip("base:Q", title="top-1 unpruned", format=".3f"),
                  alt.Tooltip("pruned:Q", title="top-1 pruned", format=".3f"), alt.Tooltip("ratio:Q", format=".3f")],
     ).properties(width=size, height=size)
-
-
-def moe_chart(conc: pd.DataFrame, title: str = "") -> Any:
-    """Per layer, mean concentration of task neurons in k-means vs random clusters (band: 95 % CI over tasks)."""
-    from .plots import line_with_band, summarise
-
-    long = pd.concat([conc.assign(clusters="k-means (MoEfication)", concentration=conc.kmeans),
-                      conc.assign(clusters="random equal-size", concentration=conc.random)])
-    df = summarise(long, ["layer", "clusters"], "concentration").rename(columns={"mean": "concentration"})
-    return line_with_band(df, "layer", "concentration", "clusters", "lo", "hi", title=title, tooltip=["n"])

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import inspect
 import math
-import re
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Mapping, Sequence
@@ -37,6 +36,7 @@ import torch
 from .architectures import NEURON_SITES
 from .hooks import HookedModel
 from .interventions import NeuronMasks
+from .data import line_pieces
 from .pruning import PruningConfig, PruningResult, run_pruning, score_neurons, select_top
 
 SITE_LABELS: dict[str, str] = {"mlp.pre_out": "FF", "attn.pre_out": "attention"}
@@ -136,22 +136,8 @@ class TextPair:
 
 
 def pieces(texts: Sequence[str], max_chars: int) -> list[str]:
-    """Cut each text at line ends into consecutive pieces of at most about ``max_chars`` characters.
-
-    A single line longer than ``max_chars`` stays whole. Used so that a few thousand tokens sample
-    many documents (and many places in each) instead of the start of one long source file.
-    """
-    out: list[str] = []
-    for text in texts:
-        cur = ""
-        for line in text.splitlines(keepends=True):
-            if cur and len(cur) + len(line) > max_chars:
-                out.append(cur)
-                cur = ""
-            cur += line
-        if cur.strip():
-            out.append(cur)
-    return [p for p in out if p.strip()]
+    """Every text cut at line ends into pieces of at most about ``max_chars`` characters (:func:`~.data.line_pieces`)."""
+    return [p for t in texts for p in line_pieces(t, max_chars)]
 
 
 def text_pair(

@@ -8,10 +8,11 @@ import torch
 
 from paragraph_planning import load_model
 from paragraph_planning.ablation import (
-    EvalTask, Resampler, SourceActivations, _hooks, describe_order, evaluate_task, hist_mode, image_task,
-    keep_masks, kde_mode, kde_mode_scipy, lm_task, n_ablated, neuron_order, order_check, peak_estimates, ranking,
-    reference_stats, replacement_values, run_ablation, run_per_layer, skewness, step_fracs,
+    EvalTask, Resampler, SourceActivations, _hooks, describe_order, evaluate_task, image_task, keep_masks, lm_task,
+    n_ablated, neuron_order, order_check, peak_estimates, ranking, reference_stats, replacement_values, run_ablation,
+    run_per_layer, step_fracs,
 )
+from paragraph_planning.peaks import hist_mode, kde_mode, kde_mode_scipy, skewness
 from paragraph_planning.interventions import mask_fn
 
 SITE = "blocks.0.attn.pre_out"

@@ -9,6 +9,9 @@ import pytest
 import torch
 
 from paragraph_planning import modularity as mod
+from paragraph_planning import moefication as moe
+from paragraph_planning import tasks as T
+from paragraph_planning.data import line_pieces
 
 TINY_TASKS = ["wiki/Mathematics", "bbc/sport", "recipes"]
 
@@ -23,7 +26,7 @@ def tiny_cache(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tiny_lm(tiny_cache):
-    tasks = mod.text_tasks(TINY_TASKS)
+    tasks = T.text_tasks(TINY_TASKS)
     refs = {"trained": mod.ModelRef("tiny-llama"), "random init": mod.ModelRef("tiny-llama", random_init=True, seed=1)}
     scores = {w: mod.text_scores(r, tasks, collect_tokens=128, seq_len=32, batch_size=4) for w, r in refs.items()}
     return tasks, refs, scores
@@ -31,36 +34,36 @@ def tiny_lm(tiny_cache):
 
 # ----------------------------------------------------------------------------- tasks and data
 def test_task_lists():
-    text = mod.text_tasks()
+    text = T.text_tasks()
     names = [t.name for t in text]
     assert len(text) >= 12 and len(set(names)) == len(names)
     assert {"python", "shakespeare", "recipes", "french", "bbc/sport", "wiki/Mathematics"} <= set(names)
     assert not any("Uncategorized" in n for n in names)
-    images = mod.image_tasks()
+    images = T.image_tasks()
     assert [t.name for t in images[:10]] == [t.classes[0] for t in images[:10]]
     groups = {t.name: t.classes for t in images[10:]}
     assert set(groups) == {"group/tops", "group/footwear"}  # single-class groups would repeat a class
-    assert mod.nested(images[0], images[10]) and not mod.nested(images[0], images[1])
-    assert mod.text_tasks(["python", "recipes"])[1].name == "recipes"
+    assert T.nested(images[0], images[10]) and not T.nested(images[0], images[1])
+    assert T.text_tasks(["python", "recipes"])[1].name == "recipes"
     with pytest.raises(ValueError, match="Did you mean 'python'"):
-        mod.text_tasks(["pyton"])
+        T.text_tasks(["pyton"])
 
 
 def test_every_text_task_has_forget_and_test_documents_disjoint_from_retain():
-    retain = mod.doc_ids(mod.retain_texts())
-    assert retain and {mod.pool_of(i) for i in retain} == {"retain"}
-    for task in mod.text_tasks():
-        forget, test = mod.doc_ids(mod.task_texts(task, "forget")), mod.doc_ids(mod.task_texts(task, "eval"))
+    retain = T.doc_ids(T.retain_texts())
+    assert retain and {T.pool_of(i) for i in retain} == {"retain"}
+    for task in T.text_tasks():
+        forget, test = T.doc_ids(T.task_texts(task, "forget")), T.doc_ids(T.task_texts(task, "eval"))
         assert forget and test, task.name
         assert not forget & retain and not test & retain and not forget & test, task.name
 
 
 def test_pool_is_a_stable_half_split_and_chunks_keep_the_text():
     ids = [f"doc{i}" for i in range(2000)]
-    share = np.mean([mod.pool_of(i) == "forget" for i in ids])
-    assert 0.45 < share < 0.55 and mod.pool_of("doc1") == mod.pool_of("doc1")
+    share = np.mean([T.pool_of(i) == "forget" for i in ids])
+    assert 0.45 < share < 0.55 and T.pool_of("doc1") == T.pool_of("doc1")
     text = "".join(f"line {i}\n" for i in range(1000))
-    pieces = mod._pieces(text, 500)
+    pieces = line_pieces(text, 500)
     assert "".join(pieces) == text and max(map(len, pieces)) <= 500 and len(pieces) > 10
 
 
@@ -97,7 +100,7 @@ def test_random_init_twin_gives_other_scores_and_is_cached(tiny_lm):
 
 
 def test_image_scores_on_a_tiny_vit(tiny_cache):
-    tasks = mod.image_tasks()
+    tasks = T.image_tasks()
     scores = mod.image_scores(mod.ModelRef("tiny-vit-classifier"), tasks, images_per_class=8, batch_size=8)
     assert list(scores) == [t.name for t in tasks]
     assert all(v.shape == (2, 48) and torch.isfinite(v).all() for v in scores.values())
@@ -150,7 +153,7 @@ def test_cross_evaluation_finds_known_thresholds():
 
 
 def test_cross_evaluate_on_a_tiny_vit_runs_and_restores_the_model(tiny_cache):
-    tasks = mod.image_tasks(["T-shirt/top", "Trouser", "group/tops"])
+    tasks = T.image_tasks(["T-shirt/top", "Trouser", "group/tops"])
     ref = mod.ModelRef("tiny-vit-classifier")
     scores = mod.image_scores(ref, tasks, images_per_class=8, batch_size=8)
     x = torch.randn(2, 1, 8, 8)
@@ -167,16 +170,16 @@ def test_concentration_beats_random_clusters_when_task_neurons_share_a_cluster()
     planted = torch.zeros(2, d, dtype=torch.float64)
     planted[0, :8] = 10  # layer 0: the task's top neurons are exactly cluster 0
     planted[1] = torch.rand(d, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    conc = mod.moe_concentration({"t": planted, "u": planted.flip(-1)}, labels, n_clusters, frac=0.25, n_random=10)
+    conc = moe.moe_concentration({"t": planted, "u": planted.flip(-1)}, labels, n_clusters, frac=0.25, n_random=10)
     assert len(conc) == 4 and set(conc.columns) >= {"task", "layer", "kmeans", "random", "excess", "above_p95"}
     row = conc[(conc.task == "t") & (conc.layer == 0)].iloc[0]
     assert row.kmeans == pytest.approx(1.0) and row.random < 0.6 and row.above_p95
-    summary = mod.moe_layer_summary(conc)
+    summary = moe.moe_layer_summary(conc)
     assert list(summary.layer) == [0, 1] and summary.excess.iloc[0] > summary.excess.iloc[1]
 
 
 def test_moe_labels_on_a_tiny_model_are_equal_size(tiny_cache):
-    labels = mod.moe_labels(mod.ModelRef("tiny-llama"), [0, 1], n_clusters=4)
+    labels = moe.moe_labels(mod.ModelRef("tiny-llama"), [0, 1], n_clusters=4)
     assert set(labels) == {0, 1} and all(np.bincount(v).tolist() == [12] * 4 for v in labels.values())
 
 
@@ -189,20 +192,20 @@ def _conc(excess_by_layer, n_tasks=8, noise=0.001, above=0.5):
 
 def test_depth_profile_and_moe_claims_follow_the_numbers():
     ends = _conc([0.3, 0.3, 0.0, 0.0, 0.2, 0.2])
-    p = mod.depth_profile(ends, 6)
+    p = moe.depth_profile(ends, 6)
     assert p.loc[["early", "middle", "late"], "excess"].to_numpy() == pytest.approx([0.3, 0.0, 0.2], abs=0.01)
     assert (p.lo <= p.excess).all() and (p.excess <= p.hi).all() and p.loc["early − middle", "lo"] > 0
     claim = "the correspondence is stronger in early and late layers"
-    verdicts = {r["claim"]: r["verdict"] for r in mod.moe_claims(ends, 6, "m")}
+    verdicts = {r["claim"]: r["verdict"] for r in moe.moe_claims(ends, 6, "m")}
     assert verdicts[claim] == "yes"
     assert verdicts["k-means clusters hold a task's neurons more than random clusters"] == "yes"
     middle = _conc([0.0, 0.0, 0.3, 0.3, 0.0, 0.0], above=0.0)
-    verdicts = {r["claim"]: r["verdict"] for r in mod.moe_claims(middle, 6, "m")}
+    verdicts = {r["claim"]: r["verdict"] for r in moe.moe_claims(middle, 6, "m")}
     assert verdicts[claim].startswith("no")
     assert verdicts["k-means clusters hold a task's neurons more than random clusters"] == "no"  # never significant
-    late = {r["claim"]: r["verdict"] for r in mod.moe_claims(_conc([0.0, 0.0, 0.0, 0.0, 0.2, 0.2]), 6, "m")}
+    late = {r["claim"]: r["verdict"] for r in moe.moe_claims(_conc([0.0, 0.0, 0.0, 0.0, 0.2, 0.2]), 6, "m")}
     assert late[claim] == "only in late layers"
-    flat = {r["claim"]: r["verdict"] for r in mod.moe_claims(_conc([0.01] * 6, noise=0.05, above=0.1), 6, "m")}
+    flat = {r["claim"]: r["verdict"] for r in moe.moe_claims(_conc([0.01] * 6, noise=0.05, above=0.1), 6, "m")}
     assert flat[claim].startswith("not clearly")
     assert flat["k-means clusters hold a task's neurons more than random clusters"] in ("weakly", "no")
 
