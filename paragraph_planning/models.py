@@ -80,6 +80,10 @@ def offline_names() -> list[str]:
     return [*GGUF_MODELS, *VISION_MODELS, *TINY_MODELS]
 
 
+RANDOM_INIT_SEED_OFFSET = 7_919
+"""Random-init twins draw their weights with ``torch.manual_seed(RANDOM_INIT_SEED_OFFSET + seed)``."""
+
+
 def tiny_hf_model(arch: str, seed: int = 0) -> torch.nn.Module:
     """A tiny random-config transformers model of a mapped architecture (seeded)."""
     spec = ARCHITECTURES[arch]
@@ -172,7 +176,8 @@ def load_model(
 
     ``name``: an offline alias (``smollm2-135m``, ``gemma3-270m``, vision models, ``tiny-*``),
     a local model folder, a ``.gguf`` file, or a hub id (online only). ``random_init=True``
-    gives the same architecture with fresh weights drawn with ``seed`` (a random-init twin).
+    gives the same architecture with fresh weights drawn with ``seed`` (a random-init twin;
+    never equal to the tiny model of the same ``seed``).
     ``device_map`` (e.g. ``"auto"``) spreads a hub/folder model over GPUs through accelerate.
     """
     if isinstance(dtype, str):
@@ -204,8 +209,8 @@ def load_model(
         hf, tokenizer, processor = _from_folder(name, **kw)
     else:
         raise _unknown(name)
-    if random_init:
-        torch.manual_seed(seed)
+    if random_init:  # its own seed stream: a tiny model drawn with the same seed is not its own twin
+        torch.manual_seed(RANDOM_INIT_SEED_OFFSET + seed)
         hf = type(hf)(hf.config)
     if dtype is not None or random_init:
         hf = hf.to(kw["dtype"])

@@ -50,6 +50,7 @@ def test_random_init_twin_same_architecture_fresh_weights_seeded():
     assert twin.cfg == a.cfg and "random init" in twin.name
     w = lambda m: m.weights(0)["W_in"]  # noqa: E731
     assert not torch.equal(w(a), w(twin)) and torch.equal(w(twin), w(twin2))
+    assert not torch.equal(w(a), w(load_model("tiny-llama", random_init=True, seed=0)))  # same seed, other weights
 
 
 def test_dtype_option():
