@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from typing import Any, Mapping, Sequence
 
 import altair as alt
@@ -96,8 +97,11 @@ def setup(renderer: str | None = None) -> None:
 
     Default: the book renderer when run by the book runner (``$PARAGRAPH_PLANNING_BOOK`` set),
     altair's own ``default`` renderer elsewhere (JupyterLab draws that natively). Pass
-    ``renderer="svg"`` for static images.
+    ``renderer="svg"`` for static images. Charts side by side that colour by the same field share
+    one legend selection (clicking an entry highlights it in all of them): that is intended, so
+    altair's warning that it merged the identical selections is silenced.
     """
+    warnings.filterwarnings("ignore", message="Automatically deduplicated selection parameter", category=UserWarning)
     alt.theme.enable(THEME)
     alt.renderers.enable(renderer or (RENDERER if os.environ.get(BOOK_ENV) else "default"))
 

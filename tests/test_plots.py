@@ -115,3 +115,14 @@ def test_top_tokens_table():
     logits = torch.tensor([[[0.0, 3.0, 1.0, 2.0]]])
     table = plots.top_tokens(M(), logits, k=2)
     assert table["token"].tolist() == ["'t1'", "'t3'"] and table["prob"].iloc[0] > table["prob"].iloc[1]
+
+
+def test_side_by_side_charts_share_one_legend_selection_without_a_warning():
+    import warnings
+
+    plots.setup()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plots.setup()
+        spec = alt.hconcat(BUILDERS["line_with_band"](), BUILDERS["line_with_band"]()).to_dict()
+    assert len([p for p in spec.get("params", []) if "select" in p]) == 1
