@@ -9,9 +9,10 @@ import re
 import shutil
 import socket
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 import transformers
@@ -78,6 +79,17 @@ TINY_MODELS = {k.replace("forimageclassification", "-classifier").replace("model
 def offline_names() -> list[str]:
     """Every name that loads without the network."""
     return [*GGUF_MODELS, *VISION_MODELS, *TINY_MODELS]
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with ``n`` torch CPU threads, then restore the previous number."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 RANDOM_INIT_SEED_OFFSET = 7_919

@@ -38,9 +38,8 @@ pilot's activations until the range is fixed (``pilot tokens x n_neurons`` value
 from __future__ import annotations
 
 import re
-from contextlib import contextmanager
 from os import PathLike
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import pandas as pd
 import torch
@@ -48,6 +47,7 @@ from tqdm.auto import tqdm
 
 from .architectures import NEURON_SITES
 from .hooks import HookedModel, HookPoint
+from .models import torch_threads
 
 _CHUNK = 1 << 18  # values per float32 work chunk
 _MARGIN = 0.01  # widening of the pilot range, as a fraction of its span
@@ -58,17 +58,6 @@ _STATE = ("_mean", "_m2", "_sum_abs", "_sum_sqrt_abs", "_n_pos", "_min", "_max",
 
 class NonFiniteActivationError(ValueError):
     """An activation was NaN or infinite."""
-
-
-@contextmanager
-def _one_thread() -> Iterator[None]:
-    """Run the statistics' many small memory-bound CPU ops on one thread (see the module docstring)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
 
 
 def _describe(name: str) -> str:
@@ -128,7 +117,7 @@ class NeuronStats:
         x = x.detach()
         if x.device != self._mean.device:
             self._to(x.device)
-        with _one_thread():
+        with torch_threads(1):
             chunks = [c.float() for c in x.split(max(1, _CHUNK // self.n_neurons))]
             low = torch.stack([c.amin(0) for c in chunks]).amin(0)  # amin/amax propagate NaN
             high = torch.stack([c.amax(0) for c in chunks]).amax(0)

@@ -91,3 +91,14 @@ def test_cached_dequantised_model_equals_the_gguf_load():
     ids = cached.to_tokens("Paragraphs plan ahead.")["input_ids"]
     with torch.no_grad():
         assert torch.equal(cached(ids), direct(ids).logits)
+
+
+def test_torch_threads_is_scoped_even_when_the_block_raises():
+    from paragraph_planning.models import torch_threads
+
+    before = torch.get_num_threads()
+    with pytest.raises(RuntimeError):
+        with torch_threads(1):
+            assert torch.get_num_threads() == 1
+            raise RuntimeError("boom")
+    assert torch.get_num_threads() == before

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 
 import numpy as np
 import pytest
@@ -220,8 +221,22 @@ def test_cached_vit_fashion_mnist_reaches_its_target():
     try:
         report = vision.training_report("vit-fashion-mnist")
     except FileNotFoundError:
-        pytest.skip("vit-fashion-mnist not built yet: load_model('vit-fashion-mnist') trains it once (~30 min on 2 shared cores)")
+        pytest.skip("vit-fashion-mnist not built yet: load_model('vit-fashion-mnist') trains it once (~8 min on one thread)")
     assert report["test_top1"] >= 0.85
     model = load_model("vit-fashion-mnist")
     result = im.evaluate_images(model, im.load_fashion_mnist("test").select(range(2000)))
     assert result["top1"] > 0.8 and result["per_class"].loc["Trouser", "top1"] > 0.9
+
+
+@needs_fashion
+def test_vit_training_runs_on_one_thread_and_restores_the_count(tmp_path):
+    """One thread makes the trained weights independent of the machine's core count."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        vision.train_vit_fashion_mnist(tmp_path / "vit", progress=False, epochs=0.005)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    report = json.loads((tmp_path / "vit" / vision.REPORT_FILE).read_text())
+    assert report["threads"] == 1 and report["steps"] == 2
