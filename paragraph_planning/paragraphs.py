@@ -203,13 +203,22 @@ def first_paragraph(text: str, min_chars: int = 100, sep: str = BREAK) -> str:
 
 
 # ----------------------------------------------------------------------------- generation from token ids
-def _left_pad(rows: Sequence[Sequence[int]], pad: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_rows(rows: Sequence[Sequence[int]], pad: int, device: torch.device | str, side: str = "left",
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token-id rows of any lengths as ``input_ids`` and ``attention_mask`` ``[n_rows, max_len]``.
+
+    ``side="left"`` pads before the tokens (generation: every row ends at the last position);
+    ``"right"`` pads after them, so each token keeps its absolute position.
+    """
+    if side not in ("left", "right"):
+        raise ValueError(f"side must be 'left' or 'right', got {side!r}.")
     width = max(len(r) for r in rows)
     ids = torch.full((len(rows), width), pad, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
     for i, r in enumerate(rows):
-        ids[i, width - len(r):] = torch.tensor(list(r), dtype=torch.long)
-        mask[i, width - len(r):] = 1
+        at = slice(width - len(r), width) if side == "left" else slice(0, len(r))
+        ids[i, at] = torch.tensor(list(r), dtype=torch.long)
+        mask[i, at] = 1
     return ids.to(device), mask.to(device)
 
 
@@ -251,7 +260,7 @@ def generate_ids(
     out: list[str] = []
     for start in range(0, len(rows), batch_size):
         chunk = slice(start, min(start + batch_size, len(rows)))
-        ids, mask = _left_pad(rows[chunk], pad, model.device)
+        ids, mask = pad_rows(rows[chunk], pad, model.device)
         kw: dict[str, Any] = {"temperature": temperature, "top_k": 0, "top_p": 1.0} if sample else {}
         kw.update(kwargs)
         if stop is not None:
@@ -545,5 +554,5 @@ def make_texts(
                    n_valid=len(splits))
 
 
-_GENERATION_CODE = (generate_ids, _left_pad, _StopAfter, find_break, split_text, break_ids_between_words, Split)
+_GENERATION_CODE = (generate_ids, pad_rows, _StopAfter, find_break, split_text, break_ids_between_words, Split)
 """Code behind every cached generation of this chapter (part of every cache key)."""

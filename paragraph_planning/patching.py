@@ -37,7 +37,7 @@ import torch
 from . import embedding, paragraphs
 from .hooks import HookedModel, HookPoint
 from .interventions import patch_fn
-from .paragraphs import Split, cached, first_paragraph, generate_ids
+from .paragraphs import Split, cached, first_paragraph, generate_ids, pad_rows
 
 PATCH_SITES: dict[str, tuple[str, ...]] = {
     "resid": ("resid_post",), "resid_post": ("resid_post",), "resid_pre": ("resid_pre",),
@@ -94,12 +94,7 @@ def break_activations(model: HookedModel, splits: Sequence[Split], names: Sequen
     pad = model.tokenizer.pad_token_id or 0
     for start in range(0, len(splits), batch_size):
         chunk = splits[start:start + batch_size]
-        width = max(len(s.part1) for s in chunk)
-        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for i, s in enumerate(chunk):
-            ids[i, :len(s.part1)] = torch.tensor(s.part1)
-            mask[i, :len(s.part1)] = 1
+        ids, mask = pad_rows([s.part1 for s in chunk], pad, model.device, side="right")
         pos = torch.tensor([s.break_pos for s in chunk])  # [b, k]
         rows = torch.arange(len(chunk))[:, None]
 
@@ -109,7 +104,7 @@ def break_activations(model: HookedModel, splits: Sequence[Split], names: Sequen
             return fn
 
         with model.hooks([(n, grab(n)) for n in names]):
-            model.hf(input_ids=ids.to(model.device), attention_mask=mask.to(model.device))
+            model.hf(input_ids=ids, attention_mask=mask)
     return {n: torch.cat(v) for n, v in out.items()}
 
 
@@ -348,13 +343,8 @@ def attention_window(model: HookedModel, splits: Sequence[Split], window: int = 
     with eager_attention(model):
         for start in range(0, len(splits), batch_size):
             chunk = splits[start:start + batch_size]
-            width = max(len(s.ids) for s in chunk)
-            ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-            mask = torch.zeros_like(ids)
-            for i, s in enumerate(chunk):
-                ids[i, :len(s.ids)], mask[i, :len(s.ids)] = torch.tensor(s.ids), 1
-            att = model.hf(input_ids=ids.to(model.device), attention_mask=mask.to(model.device),
-                           output_attentions=True).attentions
+            ids, mask = pad_rows([s.ids for s in chunk], pad, model.device, side="right")
+            att = model.hf(input_ids=ids, attention_mask=mask, output_attentions=True).attentions
             per_layer = torch.stack([a.float().mean(1) for a in att], 1).cpu().numpy()  # [b, L, q, k]
             for i, s in enumerate(chunk):
                 n, p, k = len(s.ids), s.break_pos[-1], len(s.break_pos)

@@ -238,3 +238,14 @@ def test_wiki_texts_and_examples_table(model):
                            "distance": [0.5]})
     md = patching.examples(scored, ts.splits, ts.texts, [0])
     assert "&lt;b&gt;x&lt;/b&gt; \\| \\*y\\* ⏎  ⏎ z" in md and "| transferred |" in md and "| neutral |" not in md
+
+
+def test_pad_rows_left_and_right():
+    from paragraph_planning.paragraphs import pad_rows
+
+    ids, mask = pad_rows([[5, 6, 7], [8]], pad=0, device="cpu")
+    assert ids.tolist() == [[5, 6, 7], [0, 0, 8]] and mask.tolist() == [[1, 1, 1], [0, 0, 1]]
+    ids, mask = pad_rows([[5, 6, 7], [8]], pad=0, device="cpu", side="right")
+    assert ids.tolist() == [[5, 6, 7], [8, 0, 0]] and mask.tolist() == [[1, 1, 1], [1, 0, 0]]
+    with pytest.raises(ValueError, match="side"):
+        pad_rows([[1]], pad=0, device="cpu", side="middle")
