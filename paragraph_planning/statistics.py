@@ -360,6 +360,7 @@ def collect_stats(
     pilot_batches: int = 1,
     progress: bool = True,
     seed: int = 0,
+    positions: Sequence[int] | None = None,
 ) -> dict[str, NeuronStats]:
     """Run ``model`` over ``batches`` and collect :class:`NeuronStats` at every site of every layer.
 
@@ -372,6 +373,7 @@ def collect_stats(
             numbered ``head * d_head + i``.
         layers: layer indices (default: all).
         bins, reservoir, seed: passed to each :class:`NeuronStats`.
+        positions: only these sequence positions count (e.g. ``[0]``, a ViT's class token); default all.
         pilot_batches: batches whose per-neuron min/max fix the histogram range (their tokens are
             counted too; their activations are held in memory until then).
         progress: show a tqdm progress bar.
@@ -396,7 +398,8 @@ def collect_stats(
 
     def hook_for(s: NeuronStats) -> Callable[..., None]:
         def fn(act: torch.Tensor, *, hook: HookPoint) -> None:
-            x = act.detach().reshape(-1, s.n_neurons)
+            act = act.detach() if positions is None else act.detach()[:, list(positions)]
+            x = act.reshape(-1, s.n_neurons)
             s.update(x if keep is None else x[keep.to(x.device)])
 
         return fn
@@ -410,6 +413,8 @@ def collect_stats(
         for batch in bar:
             inputs = _model_inputs(batch, model.device)
             mask = inputs.get("attention_mask")
+            if mask is not None and positions is not None:
+                mask = mask[:, list(positions)]
             keep = None if mask is None else mask.reshape(-1).bool()
             model(**inputs)
             bar.set_postfix(tokens=first.count, refresh=False)

@@ -188,24 +188,6 @@ def _collect_batches(model: HookedModel, batches: Any) -> list[Any]:
     return [{"input_ids": x, **extra} for x in batches]
 
 
-def _collect_first_position(model: HookedModel, batches: Sequence[torch.Tensor], names: Sequence[str]) -> dict[str, Any]:
-    """:class:`~.statistics.NeuronStats` of the activations at position 0 only (a ViT's CLS token)."""
-    from .statistics import NeuronStats
-
-    stats = {n: NeuronStats(model.cfg.n_neurons(model.parse(n)[1]), bins=1, reservoir=0, name=n) for n in names}
-
-    def hook_for(s: NeuronStats) -> Callable[..., None]:
-        def fn(act: torch.Tensor, *, hook: Any) -> None:
-            s.update(act[:, 0].reshape(act.shape[0], -1))
-
-        return fn
-
-    with model.hooks([(n, hook_for(s)) for n, s in stats.items()]):
-        for x in batches:
-            model(x)
-    return stats
-
-
 def collect_fn(pair: "TextPair | ImagePair", first: Mapping[str, Mapping[str, Moments]] | None = None) -> Collect:
     """``collect(model, "forget" | "retain", names) -> {name: Moments}`` for :func:`~.pruning.run_pruning`.
 
@@ -220,13 +202,11 @@ def collect_fn(pair: "TextPair | ImagePair", first: Mapping[str, Mapping[str, Mo
         ready = unused.pop(which, None)
         if ready is not None and set(names) <= set(ready):
             return {n: ready[n] for n in names}
-        batches = getattr(pair, f"{which}_collect")
-        if getattr(pair, "positions", "all") == "cls":
-            stats = _collect_first_position(model, batches, names)
-        else:
-            layers = sorted({int(n.split(".")[1]) for n in names})
-            stats = collect_stats(model, _collect_batches(model, batches), sites=_sites_of(names), layers=layers,
-                                  bins=1, reservoir=0, progress=False)
+        layers = sorted({int(n.split(".")[1]) for n in names})
+        positions = [0] if getattr(pair, "positions", "all") == "cls" else None
+        stats = collect_stats(model, _collect_batches(model, getattr(pair, f"{which}_collect")),
+                              sites=_sites_of(names), layers=layers, bins=1, reservoir=0, progress=False,
+                              positions=positions)
         return {n: Moments.from_stats(stats[n]) for n in names}
 
     return collect

@@ -205,6 +205,20 @@ def test_collect_stats_excludes_padding():
     assert torch.equal(s.reservoir, x[s.reservoir_index])
 
 
+def test_collect_stats_at_chosen_positions_with_padding():
+    model = load_model("tiny-llama")
+    enc = model.to_tokens(["a short one", "a much longer second text here", "mid length"])  # left padded
+    name = "blocks.1.mlp.pre_out"
+    with model.record([name]) as cache:
+        model(**enc)
+    pos = [0, enc["input_ids"].shape[1] - 1]
+    keep = enc["attention_mask"][:, pos].bool()
+    x = cache[name][:, pos][keep]
+    s = collect_stats(model, [enc], sites="mlp.pre_out", layers=[1], progress=False, positions=pos)[name]
+    assert s.count == int(keep.sum()) == 4  # the first position is padding in two rows
+    _assert_matches(s, x)
+
+
 def test_collect_stats_names_the_site_and_layer_of_a_nan():
     model = load_model("tiny-llama")
 
