@@ -4,7 +4,7 @@ Prompts: the neutral prompts of the chapter (sink token + a paragraph break) for
 two-paragraph texts from Wikipedia leads (no generation needed to build them). *Plain* generates
 from them with no hooks; *patched* generates from the same prompts with the break's residual stream
 patched in at every layer (``resid_post`` of all 30 layers of SmolLM2-135M, through
-:func:`~paragraph_planning.interventions.patch_fn`, which stays correct under the KV cache). Both
+:func:`~paragraph_planning.core.interventions.patch_fn`, which stays correct under the KV cache). Both
 produce exactly ``--tokens`` new tokens per row (``min_new_tokens``), so the work is the same.
 
 One run measures A-B-A (plain, patched, plain) and prints patched time over the mean of the two
@@ -21,7 +21,9 @@ import time
 import torch
 
 from paragraph_planning import load_model
-from paragraph_planning import paragraphs, patching
+from paragraph_planning.core.generation import generate_ids
+from paragraph_planning.data import paragraphs
+from paragraph_planning.papers import planning as patching
 
 
 def timed(fn) -> tuple[float, float]:
@@ -48,10 +50,10 @@ def main() -> None:
     kw = dict(max_new_tokens=args.tokens, min_new_tokens=args.tokens, temperature=cfg.temperature, seed=0)
 
     def plain() -> None:
-        paragraphs.generate_ids(model, prompts, **kw)
+        generate_ids(model, prompts, **kw)
 
     def patched() -> None:
-        paragraphs.generate_ids(model, prompts, hooks=patching.patch_hooks(values), **kw)
+        generate_ids(model, prompts, hooks=patching.patch_hooks(values), **kw)
 
     plain()  # warm-up (allocations, first-call overheads)
     a1, b, a2 = timed(plain), timed(patched), timed(plain)

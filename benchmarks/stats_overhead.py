@@ -25,7 +25,7 @@ from typing import Iterator
 import torch
 
 from paragraph_planning import HookedModel, load_model
-from paragraph_planning.statistics import collect_stats
+from paragraph_planning.core.statistics import collect_stats
 
 
 def stdlib_batches(tokenizer, n_tokens: int, batch: int, seq: int) -> list[torch.Tensor]:

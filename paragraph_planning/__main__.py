@@ -1,58 +1,6 @@
-"""Command line: ``python -m paragraph_planning {build,run,list}`` (see ``--help``)."""
-from __future__ import annotations
-
-import argparse
+"""``python -m paragraph_planning {build,run,list}``: see :mod:`paragraph_planning.book.cli`."""
 import sys
-from pathlib import Path
 
-from . import book
+from .book.cli import main
 
-EPILOG = """examples:
-  python -m paragraph_planning build                      # the whole book, offline models -> _build/html
-  python -m paragraph_planning build --profile tiny       # tiny random models, seconds per chapter
-  python -m paragraph_planning run getting_started -p patch_layer 4 -p model gemma3-270m
-  python -m paragraph_planning list                       # chapters, parameters, defaults
-"""
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m paragraph_planning", description="Build the book or re-run one chapter.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--profile", default="full", help="profile of book/params.yml (full, tiny; default full)")
-        p.add_argument("--out", type=Path, default=None, help="folder for the HTML (default _build/html)")
-        p.add_argument("--staging", type=Path, default=None, help="staging copy of the book (default _staging)")
-        p.add_argument("--no-html", action="store_true", help="execute only; do not render the HTML")
-
-    b = sub.add_parser("build", help="execute every chapter of _toc.yml with papermill, then render the HTML")
-    common(b)
-    b.add_argument("--reuse", action="store_true",
-                   help="skip chapters whose source, parameters and package code are unchanged since their last run")
-    r = sub.add_parser("run", help="execute one chapter with changed parameters, then re-render the HTML")
-    r.add_argument("chapter", help="stem (02_ablation), alias (ablation) or unique part of a name")
-    r.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
-                   help="override a parameter; VALUE is read as YAML (3, 0.5, [1, 2], text)")
-    common(r)
-    sub.add_parser("list", help="chapters and their parameters with defaults and profile values")
-
-    args = parser.parse_args(argv)
-    try:
-        if args.command == "list":
-            print(book.describe())
-        elif args.command == "build":
-            book.build(args.profile, args.out, staging=args.staging, reuse=args.reuse, html=not args.no_html)
-        else:
-            overrides = {k: book.parse_value(v) for k, v in args.parameter}
-            book.run(args.chapter, overrides, args.profile, args.out, staging=args.staging, html=not args.no_html)
-    except book.BookError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+sys.exit(main())

@@ -7,13 +7,13 @@ import pytest
 import torch
 
 from paragraph_planning import load_model
-from paragraph_planning.ablation import (
+from paragraph_planning.papers.ablation import (
     EvalTask, Resampler, SourceActivations, _hooks, describe_order, evaluate_task, image_task, keep_masks, lm_task,
     n_ablated, neuron_order, order_check, peak_estimates, ranking, reference_stats, replacement_values, run_ablation,
     run_per_layer, step_fracs,
 )
-from paragraph_planning.peaks import hist_mode, kde_mode, kde_mode_scipy, skewness
-from paragraph_planning.interventions import mask_fn
+from paragraph_planning.core.peaks import hist_mode, kde_mode, kde_mode_scipy, skewness
+from paragraph_planning.core.interventions import mask_fn
 
 SITE = "blocks.0.attn.pre_out"
 
@@ -232,7 +232,7 @@ def test_image_task_with_pixel_resampling():
     pixels, labels = torch.randn(12, 1, 8, 8, generator=g), torch.randint(0, 3, (12,), generator=g)
     ref = reference_stats(vit, [pixels[:6], pixels[6:]], ["attn.pre_out"], reservoir=64)
     task = image_task(pixels, labels, batch_size=5)
-    from paragraph_planning.images import pixel_processor
+    from paragraph_planning.data.images import pixel_processor
 
     res = Resampler("pixels", processor=pixel_processor(vit))
     df = run_ablation(vit, task, ref, fracs=[0.5], seeds=[0], resampler=res)

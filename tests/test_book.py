@@ -16,8 +16,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from paragraph_planning import book
-from paragraph_planning.__main__ import main as cli
+from paragraph_planning.book import runner as book
+from paragraph_planning.book.cli import main as cli
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = book.chapters(ROOT)

@@ -1,7 +1,7 @@
 """The disk cache: keyed by parameters and code, computed once, formats round-trip."""
 from __future__ import annotations
 
-import types
+import shutil
 
 import pandas as pd
 import pytest
@@ -71,16 +71,97 @@ def test_dataframe_parquet_and_objects_roundtrip(tmp_cache):
 def test_code_change_invalidates(monkeypatch):
     f = Counter(1)
     cache.cached("x", {"n": 1}, f)
-    monkeypatch.setattr(cache, "code_tag", lambda depends=None: "edited")
+    monkeypatch.setattr(cache, "code_tag", lambda module=None, root=None: "edited")
     cache.cached("x", {"n": 1}, f)
     assert f.calls == 2
 
 
-def test_depends_narrows_the_code_tag(tmp_path):
-    mod = types.ModuleType("fake")
-    mod.__file__ = str(tmp_path / "fake.py")
-    (tmp_path / "fake.py").write_text("A = 1\n")
-    assert cache.code_tag([mod]) != cache.code_tag()
+@pytest.fixture
+def package_copy(tmp_path):
+    """A temporary copy of the package's source tree (code tags are computed from files alone)."""
+    dest = tmp_path / "src" / "paragraph_planning"
+    shutil.copytree(cache.PACKAGE_ROOT, dest, ignore=shutil.ignore_patterns("__pycache__"))
+    return dest
+
+
+def _append(path, text="\n# an edit\n"):
+    path.write_text(path.read_text() + text)
+
+
+def test_code_tag_follows_imports_transitively(package_copy):
+    """papers/ablation imports core/statistics, which imports util: editing util changes ablation's key."""
+    root, mod = package_copy, "paragraph_planning.papers.ablation"
+    deps = cache.dependencies(mod, root)
+    for indirect in ("paragraph_planning.core.peaks", "paragraph_planning.core.statistics", "paragraph_planning.util",
+                     "paragraph_planning.core.hooks", "paragraph_planning.core.architectures"):
+        assert indirect in deps, indirect
+    assert "paragraph_planning.papers.modularity" not in deps and "paragraph_planning.book.runner" not in deps
+    assert not any(d.endswith("__init__") or d in ("paragraph_planning.core", "paragraph_planning") for d in deps)
+    before = cache.code_tag(mod, root)
+    _append(root / "core" / "peaks.py")  # imported directly
+    after_peaks = cache.code_tag(mod, root)
+    assert after_peaks != before
+    _append(root / "util.py")  # imported only indirectly (ablation -> statistics -> util)
+    assert cache.code_tag(mod, root) != after_peaks
+    unrelated = cache.code_tag(mod, root)
+    _append(root / "papers" / "modularity.py")
+    _append(root / "book" / "runner.py")
+    _append(root / "charts.py")
+    assert cache.code_tag(mod, root) == unrelated
+
+
+def test_lazy_imports_inside_functions_count(package_copy):
+    root = package_copy
+    (root / "papers" / "lazy.py").write_text("def f():\n    from ..core import peaks\n    return peaks\n")
+    before = cache.code_tag("paragraph_planning.papers.lazy", root)
+    assert "paragraph_planning.core.peaks" in cache.dependencies("paragraph_planning.papers.lazy", root)
+    _append(root / "core" / "peaks.py")
+    assert cache.code_tag("paragraph_planning.papers.lazy", root) != before
+
+
+def test_cached_keys_on_the_computing_module(monkeypatch):
+    """The key of a result computed by a package function uses that module's tag, not the whole package's."""
+    from paragraph_planning.core import peaks
+
+    f = Counter(1)
+    key = cache.cache_key("x", {"n": 1}, peaks.hist_mode)
+    assert key == cache.cache_key("x", {"n": 1}, code="paragraph_planning.core.peaks")
+    assert key != cache.cache_key("x", {"n": 1}, code="paragraph_planning.core.statistics")
+    cache.cached("x", {"n": 1}, f, code="paragraph_planning.core.peaks")
+    cache.cached("x", {"n": 1}, f, code="paragraph_planning.core.peaks")
+    assert f.calls == 1
+
+
+def test_model_fingerprint_joins_the_key():
+    from paragraph_planning import load_model
+
+    a, b = load_model("tiny-llama"), load_model("tiny-llama")
+    assert a.fingerprint() == b.fingerprint()
+    k = cache.cache_key("s", {"n": 1}, model=a)
+    assert k == cache.cache_key("s", {"n": 1}, model=b)
+    assert k != cache.cache_key("s", {"n": 1}, model=load_model("tiny-llama", seed=1))  # other weights
+    assert k != cache.cache_key("s", {"n": 1}, model=load_model("tiny-llama", dtype="bfloat16"))  # other dtype
+    assert k != cache.cache_key("s", {"n": 1}, model=load_model("tiny-llama", random_init=True))
+    f = Counter(2)
+    cache.cached("s", {"n": 1}, f, model=a)
+    cache.cached("s", {"n": 1}, f, model=b)
+    cache.cached("s", {"n": 1}, f, model=load_model("tiny-llama", seed=1))
+    assert f.calls == 2
+
+
+def test_fingerprint_of_a_weight_file_changes_with_its_content(tmp_path):
+    """Models loaded from files are identified by the files' hash: a retrained model under one name differs."""
+    from paragraph_planning import load_model
+
+    m = load_model("tiny-llama")
+    m.hf.save_pretrained(tmp_path / "m")
+    m.tokenizer.save_pretrained(tmp_path / "m")
+    first = load_model(tmp_path / "m").fingerprint()
+    assert first == load_model(str(tmp_path / "m")).fingerprint()
+    with torch.no_grad():
+        m.hf.model.layers[0].mlp.up_proj.weight[0, 0] += 1
+    m.hf.save_pretrained(tmp_path / "m")
+    assert load_model(tmp_path / "m").fingerprint()["weights"] != first["weights"]
 
 
 def test_refresh_no_cache_and_clear(monkeypatch):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from paragraph_planning.clustering import (concentration, moefy, overlap_matrix, random_partition,
+from paragraph_planning.core.clustering import (concentration, moefy, overlap_matrix, random_partition,
                                            similarity_order, smallest_fraction, top_fraction, top_pairs)
 
 

@@ -11,7 +11,7 @@ import torch
 from datasets import Dataset
 
 from paragraph_planning import load_model
-from paragraph_planning.data import (
+from paragraph_planning.data.corpora import (
     CorpusNotAvailableError,
     corpus_labels,
     list_corpora,
@@ -124,10 +124,10 @@ def test_missing_package_names_the_pip_command(monkeypatch):
 
 
 def test_image_names_dispatch_lazily(monkeypatch):
-    fake = types.ModuleType("paragraph_planning.images")
-    fake.load_fashion_mnist = lambda split: f"fashion {split}"
-    fake.load_mnist = lambda split: f"mnist {split}"
-    monkeypatch.setitem(sys.modules, "paragraph_planning.images", fake)
+    from paragraph_planning.data import images
+
+    monkeypatch.setattr(images, "load_fashion_mnist", lambda split: f"fashion {split}")
+    monkeypatch.setattr(images, "load_mnist", lambda split: f"mnist {split}")
     assert load_corpus("fashion-mnist", "test") == "fashion test"
     assert load_corpus("mnist") == "mnist train"
     with pytest.raises(ValueError, match="takes no filters"):

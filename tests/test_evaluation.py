@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from paragraph_planning import load_model
-from paragraph_planning.data import token_batches
-from paragraph_planning.evaluation import evaluate_lm, evaluate_many, most_common_tokens
+from paragraph_planning.data.corpora import token_batches
+from paragraph_planning.core.evaluation import evaluate_lm, evaluate_many, most_common_tokens
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from paragraph_planning import load_model
-from paragraph_planning.hooks import UnknownHookError
-from paragraph_planning.interventions import NeuronMasks, add_fn, mask_fn, patch_fn
+from paragraph_planning.core.hooks import UnknownHookError
+from paragraph_planning.core.interventions import NeuronMasks, add_fn, mask_fn, patch_fn
 
 PROMPTS = ["The cat sat on the mat.\n\nThen", "Paragraph one.\n\nTwo"]
 

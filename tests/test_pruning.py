@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from paragraph_planning import load_model
-from paragraph_planning.interventions import NeuronMasks
-from paragraph_planning.pruning import (PruningConfig, PruningResult, delete_neurons, run_pruning, score_neurons,
+from paragraph_planning.core.interventions import NeuronMasks
+from paragraph_planning.core.pruning import (PruningConfig, PruningResult, delete_neurons, run_pruning, score_neurons,
                                         select_top)
-from paragraph_planning.statistics import collect_stats
+from paragraph_planning.core.statistics import collect_stats
 
 
 def _stats(x: torch.Tensor) -> SimpleNamespace:

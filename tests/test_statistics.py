@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from paragraph_planning import load_model
-from paragraph_planning.hooks import UnknownHookError
-from paragraph_planning.statistics import (
+from paragraph_planning.core.hooks import UnknownHookError
+from paragraph_planning.core.statistics import (
     NeuronStats, NonFiniteActivationError, collect_stats, load_stats, save_stats, stats_frame,
 )
 

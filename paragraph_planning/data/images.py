@@ -136,9 +136,9 @@ def load_fashion_mnist(split: str = "train", data_dir: str | Path | None = None)
     if img_file.exists() and lab_file.exists():
         images, labels = _read_idx(img_file), _read_idx(lab_file).astype(np.int64)
     else:
-        from .models import _hub_reachable
+        from ..util import hub_reachable
 
-        if not _hub_reachable():
+        if not hub_reachable():
             raise DatasetNotAvailableError(
                 f"Fashion-MNIST files not found in {folder} and the hub is unreachable (offline). "
                 "Install them with: apt-get update && apt-get install -y dataset-fashion-mnist "

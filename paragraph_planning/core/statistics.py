@@ -37,7 +37,6 @@ pilot's activations until the range is fixed (``pilot tokens x n_neurons`` value
 """
 from __future__ import annotations
 
-import re
 from os import PathLike
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -45,13 +44,12 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .architectures import NEURON_SITES
+from .architectures import NEURON_SITES, parse_name, site_of
 from .hooks import HookedModel, HookPoint
-from .models import torch_threads
+from ..util import torch_threads
 
 _CHUNK = 1 << 18  # values per float32 work chunk
 _MARGIN = 0.01  # widening of the pilot range, as a fraction of its span
-_NAME = re.compile(r"^blocks\.(\d+)\.(.+)$")
 # Accumulated state, saved by to_dict: float64 sums, extremes, histogram and reservoir.
 _STATE = ("_mean", "_m2", "_sum_abs", "_sum_sqrt_abs", "_n_pos", "_min", "_max", "_hist", "_res", "_res_index")
 
@@ -61,8 +59,8 @@ class NonFiniteActivationError(ValueError):
 
 
 def _describe(name: str) -> str:
-    m = _NAME.match(name)
-    return f"{name} (layer {m.group(1)}, site {m.group(2)!r})" if m else repr(name or "NeuronStats")
+    parsed = parse_name(name)
+    return f"{name} (layer {parsed[0]}, site {parsed[1]!r})" if parsed else repr(name or "NeuronStats")
 
 
 class NeuronStats:
@@ -385,14 +383,10 @@ def collect_stats(
         UnknownHookError: unknown site or layer. NonFiniteActivationError: a NaN/inf activation.
         ValueError: the stream had zero (non-padding) tokens.
     """
-    sites = (sites,) if isinstance(sites, str) else tuple(sites)
-    for site in sites:
-        model.hook_names(site)  # raises on an unknown site, listing the valid ones
-    layer_ids = range(model.cfg.n_layers) if layers is None else list(layers)
-    stats = {
-        f"blocks.{i}.{site}": NeuronStats(model.cfg.n_neurons(site), bins=bins, reservoir=reservoir,
-                                          pilot=pilot_batches, seed=seed, name=f"blocks.{i}.{site}")
-        for i in layer_ids for site in sites
+    stats = {  # hook_names raises on an unknown site or layer, listing the valid ones
+        name: NeuronStats(model.cfg.n_neurons(site_of(name)), bins=bins, reservoir=reservoir,
+                          pilot=pilot_batches, seed=seed, name=name)
+        for name in model.hook_names(sites, layers)
     }
     keep: torch.Tensor | None = None  # [batch * pos] bool, non-padding positions of the current batch
 
@@ -431,9 +425,9 @@ def stats_frame(stats: Mapping[str, NeuronStats]) -> pd.DataFrame:
     """
     frames = []
     for name, s in stats.items():
-        m = _NAME.match(name)
+        parsed = parse_name(name)
         columns: dict[str, Any] = {
-            "layer": int(m.group(1)) if m else -1, "site": m.group(2) if m else name,
+            "layer": parsed[0] if parsed else -1, "site": parsed[1] if parsed else name,
             "neuron": range(s.n_neurons), "count": s.count,
         }
         for key in ("mean", "var", "std", "mean_abs", "mean_sqrt_abs", "rms", "frac_pos", "min", "max", "peak"):

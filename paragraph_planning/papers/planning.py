@@ -1,6 +1,6 @@
 """Paragraph planning (paper 1): what the activations at the paragraph break know about paragraph 2.
 
-For each two-paragraph text (:mod:`paragraph_planning.paragraphs`) the activations at every token
+For each two-paragraph text (:mod:`paragraph_planning.data.paragraphs`) the activations at every token
 of the break are recorded at every layer, then written into a *neutral prompt* that holds only a
 break (tokenised like the original break, after an optional sink token such as BOS), and the model
 writes a paragraph from there. Conditions, all with the same sampling settings:
@@ -15,7 +15,7 @@ writes a paragraph from there. Conditions, all with the same sampling settings:
 =================  ===========================================================================
 
 Metric: cosine distance between sentence embeddings of each output's first paragraph (the paper's
-truncation, :func:`~paragraph_planning.paragraphs.first_paragraph`) and the original paragraph 2,
+truncation, :func:`~paragraph_planning.data.paragraphs.first_paragraph`) and the original paragraph 2,
 and topic retrieval (is the original's topic B the nearest of all topic names?).
 
 ``patch_site``: ``"resid"`` (= ``"resid_post"``) or ``"resid_pre"`` patch the residual stream of
@@ -34,10 +34,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import embedding, paragraphs
-from .hooks import HookedModel, HookPoint
-from .interventions import patch_fn
-from .paragraphs import Split, cached, first_paragraph, generate_ids, pad_rows
+from ..cache import cached
+from ..core import embedding
+from ..core.generation import generate_ids, pad_rows
+from ..data import paragraphs
+from ..core.hooks import HookedModel, HookPoint
+from ..core.interventions import patch_fn
+from ..data.paragraphs import Split, first_paragraph
 
 PATCH_SITES: dict[str, tuple[str, ...]] = {
     "resid": ("resid_post",), "resid_post": ("resid_post",), "resid_pre": ("resid_pre",),
@@ -77,8 +80,7 @@ def site_names(model: HookedModel, patch_site: str = "resid", layers: Sequence[i
     """Hook names patched for ``patch_site`` at ``layers`` (None: all)."""
     if patch_site not in PATCH_SITES:
         raise ValueError(f"Unknown patch_site {patch_site!r}; use one of {', '.join(PATCH_SITES)}.")
-    layers = range(model.cfg.n_layers) if layers is None else layers
-    return [f"blocks.{i}.{s}" for i in layers for s in PATCH_SITES[patch_site]]
+    return model.hook_names(PATCH_SITES[patch_site], layers)
 
 
 @torch.no_grad()
@@ -122,8 +124,8 @@ def neutral_rows(splits: Sequence[Split], prefix: str = "auto", tokenizer: Any =
 
 def patch_hooks(values: dict[str, torch.Tensor], scale: float = 1.0,
                 order: Sequence[int] | None = None) -> Callable[[slice], list]:
-    """Hook factory for :func:`~paragraph_planning.paragraphs.generate_ids`: each batch gets
-    :func:`~paragraph_planning.interventions.patch_fn` at the last ``k`` prompt positions with its rows'
+    """Hook factory for :func:`~paragraph_planning.data.paragraphs.generate_ids`: each batch gets
+    :func:`~paragraph_planning.core.interventions.patch_fn` at the last ``k`` prompt positions with its rows'
     values (``order``: row ``i`` takes text ``order[i]``'s values, for the shuffled control)."""
     k = next(iter(values.values())).shape[1]
     positions = list(range(-k, 0))
@@ -188,9 +190,9 @@ def run_conditions(model: HookedModel, ts: paragraphs.TextSet, cfg: PlanningConf
                    conditions: Sequence[str] | None = None, embedder: str = "all-MiniLM-L6-v2",
                    device: str = "cpu") -> pd.DataFrame:
     """:func:`generate_conditions` (disk-cached by model, texts and settings), then :func:`score`."""
-    params = dict(model=model.name, texts=texts_key(ts.splits), cfg=asdict(cfg), conditions=conditions)
+    params = dict(texts=texts_key(ts.splits), cfg=asdict(cfg), conditions=conditions)
     raw = cached("paragraph-conditions", params, lambda: generate_conditions(model, ts.splits, cfg, conditions),
-                 code=_PATCH_CODE)
+                 model=model)
     return score(raw, ts.splits, ts.topics_b, ts.candidates, embedder, device, cfg.min_chars)
 
 
@@ -264,10 +266,6 @@ def claim(scored: pd.DataFrame, threshold: float = 3.0) -> tuple[bool, pd.DataFr
     return holds, table, text
 
 
-_PATCH_CODE = [generate_conditions, site_names, break_activations, neutral_rows, patch_hooks, derangement,
-               PATCH_SITES, ORDER]
-
-
 # ----------------------------------------------------------------------------- layer sweep
 def layer_sweep(model: HookedModel, splits: Sequence[Split], cfg: PlanningConfig, points: Sequence[int],
                 modes: Sequence[str] = ("up to L", "only L")) -> pd.DataFrame:
@@ -281,7 +279,7 @@ def layer_sweep(model: HookedModel, splits: Sequence[Split], cfg: PlanningConfig
     for mode in modes:
         for L in points:
             layers = range(L + 1) if mode == "up to L" else [L]
-            keep = {f"blocks.{i}.{s}": values[f"blocks.{i}.{s}"] for i in layers for s in sites}
+            keep = {n: values[n] for n in model.hook_names(sites, layers)}
             outs = generate_ids(model, neutral, cfg.max_new_tokens, cfg.temperature, cfg.seed, cfg.batch_size,
                                 hooks=patch_hooks(keep, cfg.scale))
             rows += [{"mode": mode, "layer": L, "text": i, "output": o} for i, o in enumerate(outs)]
@@ -295,9 +293,8 @@ def run_layer_sweep(model: HookedModel, ts: paragraphs.TextSet, cfg: PlanningCon
     if points is None:
         points = sorted(set(np.linspace(0, model.cfg.n_layers - 1, 7).round().astype(int).tolist()))
     splits = ts.splits[:n_texts]
-    params = dict(model=model.name, texts=texts_key(splits), cfg=asdict(cfg), points=list(points))
-    raw = cached("paragraph-sweep", params, lambda: layer_sweep(model, splits, cfg, points),
-                 code=[layer_sweep, *_PATCH_CODE])
+    params = dict(texts=texts_key(splits), cfg=asdict(cfg), points=list(points))
+    raw = cached("paragraph-sweep", params, lambda: layer_sweep(model, splits, cfg, points), model=model)
     raw["condition"] = raw["mode"]
     return score(raw, splits, ts.topics_b[: len(splits)], ts.candidates, embedder, device, cfg.min_chars)
 
@@ -428,11 +425,6 @@ def distance_chart(scored: pd.DataFrame, title: str = "") -> Any:
     return alt.layer(violin, points, data=df).properties(width=90, height=300).facet(
         column=alt.Column("condition:N", sort=order, title=title or None)
     ).resolve_scale(x="independent")
-
-
-def config_params(cfg: PlanningConfig) -> dict[str, Any]:
-    """The config as plain parameters (for cache keys and reports)."""
-    return asdict(cfg)
 
 
 def sweep_chart(summary: pd.DataFrame, refs: dict[str, float] | None = None, title: str = "") -> Any:

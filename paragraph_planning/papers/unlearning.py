@@ -1,6 +1,6 @@
 """Unlearning by selective pruning (Pochinkov & Schoots 2023), as chapter-level experiments.
 
-Built on :mod:`paragraph_planning.pruning`. A *pair* holds the data of one forget/retain task:
+Built on :mod:`paragraph_planning.core.pruning`. A *pair* holds the data of one forget/retain task:
 
 * :func:`text_pair` — two text tasks for a language model, tokenised into collection batches
   (train split) and evaluation batches (test split). A task is a corpus name with an optional
@@ -33,11 +33,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .architectures import NEURON_SITES
-from .hooks import HookedModel
-from .interventions import NeuronMasks
-from .data import line_pieces
-from .pruning import PruningConfig, PruningResult, run_pruning, score_neurons, select_top
+from ..core.architectures import NEURON_SITES, layer_of, site_of
+from ..core.hooks import HookedModel
+from ..core.interventions import NeuronMasks
+from ..data.corpora import line_pieces
+from ..core.pruning import PruningConfig, PruningResult, run_pruning, score_neurons, select_top
 
 SITE_LABELS: dict[str, str] = {"mlp.pre_out": "FF", "attn.pre_out": "attention"}
 """Short names of the neuron sites used in tables."""
@@ -63,59 +63,12 @@ class Moments:
 
     @classmethod
     def from_stats(cls, s: Any) -> "Moments":
-        """From a :class:`~paragraph_planning.statistics.NeuronStats` (or anything with these fields)."""
+        """From a :class:`~paragraph_planning.core.statistics.NeuronStats` (or anything with these fields)."""
         return cls(int(s.count), *(getattr(s, k).detach().double().cpu() for k in
                                    ("mean", "std", "mean_abs", "mean_sqrt_abs", "rms", "frac_pos")))
 
 
 # ============================================================================ text tasks
-def parse_task(spec: str) -> tuple[str, dict[str, list[str]]]:
-    """``"wiki-en:!History"`` -> ``("wiki-en", {"topic": [every topic but History]})``.
-
-    ``corpus``; ``corpus:a,b`` (documents whose main label, e.g. the wiki ``topic`` or the bbc
-    ``category``, is a or b); ``corpus:!a,b`` (all other documents); ``corpus:column:a`` for another
-    label column (``shakespeare:title:Hamlet``). No ``=`` sign, so papermill can read it as a parameter.
-    """
-    from .data import CORPORA, corpus_labels
-
-    corpus, _, rest = spec.strip().partition(":")
-    if not rest:
-        return corpus, {}
-    if corpus not in CORPORA:
-        raise ValueError(f"Unknown corpus {corpus!r} in task {spec!r}. Corpora: {', '.join(CORPORA)}.")
-    labels = CORPORA[corpus].labels
-    if not labels:
-        raise ValueError(f"Corpus {corpus!r} has no labels to filter on; use {corpus!r} alone.")
-    column, _, values = rest.partition(":")
-    if not values or column not in labels:
-        column, values = labels[0], rest
-    negate = values.startswith("!")
-    wanted = [v.strip() for v in values.removeprefix("!").split(",") if v.strip()]
-    valid = corpus_labels(corpus, column)
-    bad = [v for v in wanted if v not in valid]
-    if bad or not wanted:
-        raise ValueError(f"Unknown {column} {bad or values!r} in task {spec!r}. Valid values: {', '.join(valid)}.")
-    return corpus, {column: [v for v in valid if (v in wanted) != negate]}
-
-
-def task_ids(spec: str, split: str = "all") -> set[str]:
-    """Document ids of a task (see :func:`parse_task`) in one split."""
-    from .data import load_corpus
-
-    corpus, filters = parse_task(spec)
-    return set(load_corpus(corpus, split, **filters)["id"])
-
-
-def check_disjoint(forget: str, retain: str) -> None:
-    """Raise ValueError if the two tasks share documents (only possible within one corpus)."""
-    if parse_task(forget)[0] != parse_task(retain)[0]:
-        return
-    shared = task_ids(forget) & task_ids(retain)
-    if shared:
-        raise ValueError(f"Forget task {forget!r} and retain task {retain!r} share {len(shared)} documents "
-                         f"(e.g. {sorted(shared)[:3]}); use disjoint filters such as 'wiki-en:X' and 'wiki-en:!X'.")
-
-
 @dataclass
 class TextPair:
     """Token batches ``[n_batches, batch, seq]`` of a forget and a retain text task.
@@ -151,15 +104,16 @@ def text_pair(
     """
     from datasets import Dataset
 
-    from .data import load_corpus, token_batches
-    from .evaluation import most_common_tokens
+    from ..core.evaluation import most_common_tokens
+    from ..data.corpora import token_batches
+    from ..data.tasks import Task, check_disjoint
 
-    check_disjoint(forget, retain)
+    tasks = {"forget": Task.parse(forget), "retain": Task.parse(retain)}
+    check_disjoint(tasks["forget"], tasks["retain"])
     out: dict[str, torch.Tensor] = {}
-    for side, spec in (("forget", forget), ("retain", retain)):
-        corpus, filters = parse_task(spec)
+    for side, task in tasks.items():
         for part, split, n in (("collect", "train", collect_tokens), ("eval", "test", eval_tokens)):
-            docs = load_corpus(corpus, split, **filters)
+            docs = task.documents(split)
             if piece_chars:
                 docs = Dataset.from_dict({"text": pieces(docs["text"], piece_chars)})
             out[f"{side}_{part}"] = token_batches(docs, tokenizer, n, seq_len, min(batch_size, -(-n // seq_len)),
@@ -171,7 +125,7 @@ def text_pair(
 
 
 def _sites_of(names: Sequence[str]) -> list[str]:
-    return sorted({n.split(".", 2)[2] for n in names})
+    return sorted({site_of(n) for n in names})
 
 
 def _head_kwargs(model: HookedModel) -> dict[str, Any]:
@@ -194,7 +148,7 @@ def collect_fn(pair: "TextPair | ImagePair", first: Mapping[str, Mapping[str, Mo
     ``first``: statistics already collected on the unpruned model (:func:`neuron_moments`),
     returned by the first call for each side instead of collecting again.
     """
-    from .statistics import collect_stats
+    from ..core.statistics import collect_stats
 
     unused = {k: dict(v) for k, v in (first or {}).items()}
 
@@ -202,7 +156,7 @@ def collect_fn(pair: "TextPair | ImagePair", first: Mapping[str, Mapping[str, Mo
         ready = unused.pop(which, None)
         if ready is not None and set(names) <= set(ready):
             return {n: ready[n] for n in names}
-        layers = sorted({int(n.split(".")[1]) for n in names})
+        layers = sorted({layer_of(n) for n in names})
         positions = [0] if getattr(pair, "positions", "all") == "cls" else None
         stats = collect_stats(model, _collect_batches(model, getattr(pair, f"{which}_collect")),
                               sites=_sites_of(names), layers=layers, bins=1, reservoir=0, progress=False,
@@ -216,7 +170,7 @@ def evaluate_fn(pair: "TextPair | ImagePair") -> Evaluate:
     """``evaluate(model) -> {"forget_top1": ..., "retain_top1": ..., ...}`` for either kind of pair."""
     if isinstance(pair, ImagePair):
         return _evaluate_images_fn(pair)
-    from .evaluation import evaluate_lm
+    from ..core.evaluation import evaluate_lm
 
     def evaluate(model: HookedModel) -> dict[str, float]:
         out = {}
@@ -268,8 +222,8 @@ def image_pair(
     """
     if positions not in ("cls", "all"):
         raise ValueError(f"positions must be 'cls' or 'all', got {positions!r}.")
-    from .data import load_corpus
-    from .images import images_array, labels_array, pixel_processor
+    from ..data.corpora import load_corpus
+    from ..data.images import images_array, labels_array, pixel_processor
 
     train, test = load_corpus(dataset, "train"), load_corpus(dataset, "test")
     names = tuple(train.features["label"].names)
@@ -300,7 +254,7 @@ def image_pair(
 
 
 def _evaluate_images_fn(pair: ImagePair) -> Evaluate:
-    from .images import evaluate_images
+    from ..data.images import evaluate_images
 
     def evaluate(model: HookedModel) -> dict[str, float]:
         per = evaluate_images(model, pair.eval_set, processor=pair.processor)["per_class"].loc[list(pair.classes)]
@@ -315,39 +269,19 @@ def _evaluate_images_fn(pair: ImagePair) -> Evaluate:
 
 
 # ============================================================================ cached experiments
-def _depends(pair: Any) -> list[Any]:
-    import sys
-
-    from . import architectures, data, evaluation, hooks, images, interventions, models, pruning, statistics
-
-    mods = [architectures, data, evaluation, hooks, images, interventions, models, pruning, statistics,
-            sys.modules[__name__]]
-    if isinstance(pair, ImagePair):
-        from . import vision
-
-        mods.append(vision)
-    return mods
-
-
 def _cached(kind: str, model: HookedModel, pair: Any, params: Mapping[str, Any], compute: Callable[[], Any],
             cache: bool) -> Any:
     if not cache:
         return compute()
-    from .cache import cached
+    from ..cache import cached
 
-    key = {"model": model.name, "dtype": str(model.dtype), "pair": pair.params, **params}
-    return cached(kind, key, compute, depends=_depends(pair))
-
-
-def neuron_sites(model: HookedModel, sites: Sequence[str] = NEURON_SITES) -> dict[str, list[str]]:
-    """Hook names per neuron site: ``{"mlp.pre_out": ["blocks.0.mlp.pre_out", ...], ...}``."""
-    return {s: model.hook_names(s) for s in sites}
+    return cached(kind, {"pair": pair.params, **params}, compute, model=model)
 
 
 def neuron_moments(model: HookedModel, pair: TextPair | ImagePair, sites: Sequence[str] = NEURON_SITES,
                    cache: bool = True) -> dict[str, dict[str, Moments]]:
     """``{"forget": {name: Moments}, "retain": {...}}`` on the unpruned model, every layer of ``sites``."""
-    names = [n for ns in neuron_sites(model, sites).values() for n in ns]
+    names = model.hook_names(list(sites))
 
     def compute() -> dict[str, dict[str, Moments]]:
         collect = collect_fn(pair)
@@ -501,7 +435,7 @@ def score_frame(moments: Mapping[str, Mapping[str, Moments]], model: HookedModel
         n = model.cfg.n_neurons(site)
         df = pd.DataFrame({
             "site": site, "neurons": SITE_LABELS.get(site, site),
-            "layer": np.repeat([int(x.split(".")[1]) for x in names], n),
+            "layer": np.repeat([layer_of(x) for x in names], n),
             "neuron": np.tile(np.arange(n), len(names)),
             "score": torch.cat([s[x] for x in names]).numpy(),
             "forget_mean_abs": torch.cat([f[x].mean_abs for x in names]).numpy(),

@@ -1,23 +1,24 @@
 """`HookedModel`: one hook vocabulary over any mapped transformers model, scoped hooks, recording.
 
 A hook function has one signature, ``fn(act, *, hook) -> Tensor | None``: ``act`` is the site's
-activation in the shape documented in :mod:`paragraph_planning.architectures` (attention pre-out is
+activation in the shape documented in :mod:`paragraph_planning.core.architectures` (attention pre-out is
 ``[batch, pos, head, d_head]``), ``hook`` a :class:`HookPoint`. Returning a tensor replaces the
 activation; returning None leaves it alone.
 """
 from __future__ import annotations
 
-import difflib
-import re
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from .architectures import SITES, ArchSpec, ModelConfig, arch_spec, blocks, get_module, model_config, weights
+from ..util import did_you_mean
+from .architectures import (SITES, ArchSpec, ModelConfig, arch_spec, blocks, get_module, hook_name, model_config,
+                            parse_name, weights)
 
 HookFn = Callable[..., "torch.Tensor | None"]
 
@@ -31,7 +32,6 @@ _SITE_LOCATION: dict[str, tuple[str | None, str]] = {
     "resid_post": (None, "out"),
 }
 _INPUT_KEYS = ("input_ids", "inputs_embeds", "pixel_values")
-_NAME = re.compile(r"^blocks\.(\d+)\.(.+)$")
 
 
 class UnknownHookError(KeyError):
@@ -46,13 +46,16 @@ class HookPoint:
     """What a hook function is told about where it runs.
 
     ``offset`` is the absolute position of this forward pass's first token: 0 for a full
-    forward pass, the number of cached tokens during KV-cached generation.
+    forward pass, the number of cached tokens during KV-cached generation. ``prompt_len`` is the
+    length of the prompt: the whole input of a plain forward pass, the padded prompt during
+    generation (so negative positions count from the end of the prompt in every pass).
     """
 
     name: str
     layer: int
     site: str
     offset: int = 0
+    prompt_len: int = 0
 
 
 class HookedModel:
@@ -74,6 +77,11 @@ class HookedModel:
         self._blocks = blocks(hf_model)
         self._offset = 0  # set by _track_offset at each forward pass
         self._batch = 1
+        self._prompt_len = 0
+        self._generation_prompt: int | None = None  # set while generate() runs
+        self.weight_files: tuple[Path, ...] = ()  # set by load_model; used by fingerprint()
+        self.source: dict[str, Any] = {"name": self.name}
+        self._fingerprint: dict[str, Any] | None = None
 
     def __repr__(self) -> str:
         c = self.cfg
@@ -91,24 +99,55 @@ class HookedModel:
         """Parameter dtype."""
         return next(self.hf.parameters()).dtype
 
-    def hook_names(self, site: str | None = None) -> list[str]:
-        """All hook names, layer by layer; ``site="mlp.pre_out"`` keeps one site."""
-        if site is not None and site not in SITES:
-            raise UnknownHookError(f"Unknown site {site!r}. Valid sites: {', '.join(SITES)}.")
-        sites = SITES if site is None else (site,)
-        return [f"blocks.{i}.{s}" for i in range(self.cfg.n_layers) for s in sites]
+    def hook_names(self, sites: str | Sequence[str] | None = None, layers: Iterable[int] | None = None) -> list[str]:
+        """Hook names ``blocks.{i}.{site}``, layer by layer (all sites and layers by default).
+
+        ``sites``: one site (``"mlp.pre_out"``) or several; ``layers``: layer indices. Unknown sites
+        or layers raise naming the valid ones.
+        """
+        chosen = SITES if sites is None else ((sites,) if isinstance(sites, str) else tuple(sites))
+        for s in chosen:
+            if s not in SITES:
+                raise UnknownHookError(f"Unknown site {s!r}.{did_you_mean(s, SITES)} Valid sites: {', '.join(SITES)}.")
+        ids = range(self.cfg.n_layers) if layers is None else [int(i) for i in layers]
+        bad = [i for i in ids if not 0 <= i < self.cfg.n_layers]
+        if bad:
+            raise UnknownHookError(f"Layer(s) {bad} out of range: {self.name} has layers 0..{self.cfg.n_layers - 1}.")
+        return [hook_name(i, s) for i in ids for s in chosen]
 
     def parse(self, name: str) -> tuple[int, str]:
         """``"blocks.3.mlp.pre_out"`` -> ``(3, "mlp.pre_out")``; unknown names raise with close matches."""
-        m = _NAME.match(name)
-        if m and m.group(2) in _SITE_LOCATION and int(m.group(1)) < self.cfg.n_layers:
-            return int(m.group(1)), m.group(2)
-        close = difflib.get_close_matches(name, self.hook_names(), n=3, cutoff=0.6)
-        hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        parsed = parse_name(name)
+        if parsed is not None and parsed[1] in _SITE_LOCATION and parsed[0] < self.cfg.n_layers:
+            return parsed
         raise UnknownHookError(
-            f"Unknown hook name {name!r}.{hint} Names are 'blocks.{{i}}.{{site}}' with i < "
-            f"{self.cfg.n_layers} and site one of: {', '.join(SITES)}."
+            f"Unknown hook name {name!r}.{did_you_mean(name, self.hook_names(), cutoff=0.6)} Names are "
+            f"'blocks.{{i}}.{{site}}' with i < {self.cfg.n_layers} and site one of: {', '.join(SITES)}."
         )
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What identifies this model's numbers in cache keys: name, dtype, device type and a weight hash.
+
+        The hash is that of the weight files the model was loaded from (computed once per file and
+        remembered, see :func:`paragraph_planning.util.file_sha256`), or of the weights in memory for
+        models built in memory (tiny models, random-init twins). Weight edits made after loading
+        (e.g. :func:`~paragraph_planning.core.pruning.delete_neurons`) are not seen: undo them first.
+        """
+        if self._fingerprint is None:
+            from ..util import file_sha256
+            import hashlib
+
+            h = hashlib.sha256()
+            if self.weight_files:
+                for f in self.weight_files:
+                    h.update(Path(f).name.encode() + file_sha256(f).encode())
+            else:
+                for key, t in sorted(self.hf.state_dict().items()):
+                    h.update(key.encode())
+                    h.update(t.detach().to("cpu").contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+            self._fingerprint = {"model": self.name, "dtype": str(self.dtype).removeprefix("torch."),
+                                 "device": self.device.type, "weights": h.hexdigest()[:20]}
+        return dict(self._fingerprint)
 
     def weights(self, layer: int) -> dict[str, torch.Tensor]:
         """``W_O`` ``[head, d_head, d_model]``, ``W_in``/``W_gate``/``W_out`` ``[d_mlp, d_model]`` of a block."""
@@ -124,19 +163,34 @@ class HookedModel:
         enc = self.tokenizer(texts, return_tensors="pt", padding=True)
         return {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
 
+    def _inputs(self, inputs: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Model keyword arguments from text, token ids or pixels; empty inputs raise one ValueError."""
+        if isinstance(inputs, str) or (isinstance(inputs, (list, tuple)) and all(isinstance(t, str) for t in inputs)):
+            texts = [inputs] if isinstance(inputs, str) else list(inputs)
+            if not texts or any(t == "" for t in texts):
+                raise ValueError("Empty text: a forward pass needs at least one token per text.")
+            kwargs = {**self.to_tokens(texts), **kwargs}
+        elif isinstance(inputs, torch.Tensor):
+            key = "pixel_values" if self.cfg.kind == "image" else "input_ids"
+            kwargs[key] = inputs.to(self.device)
+        elif inputs is not None:
+            raise TypeError(f"inputs must be text, a list of texts or a tensor, got {type(inputs).__name__}.")
+        ids = kwargs.get("input_ids")
+        if ids is not None and (ids.ndim != 2 or ids.numel() == 0):
+            raise ValueError(f"input_ids must be [batch, pos] with at least one token, got shape {tuple(ids.shape)}.")
+        if self.cfg.kind == "causal-lm":
+            kwargs.setdefault("use_cache", False)  # a pass that does not generate needs no KV cache
+        return kwargs
+
     @torch.no_grad()
     def __call__(self, inputs: Any = None, **kwargs: Any) -> torch.Tensor:
         """Forward pass returning logits (``[batch, pos, vocab]`` or ``[batch, classes]``).
 
         ``inputs`` may be text (str or list), token ids ``[batch, pos]``, or pixel values
-        ``[batch, channels, h, w]``; extra keyword arguments go to the transformers model.
+        ``[batch, channels, h, w]``; extra keyword arguments go to the transformers model. Language
+        models run without a KV cache unless ``use_cache=True`` is passed.
         """
-        if isinstance(inputs, (str, list, tuple)):
-            kwargs = {**self.to_tokens(inputs), **kwargs}
-        elif isinstance(inputs, torch.Tensor):
-            key = "pixel_values" if self.cfg.kind == "image" else "input_ids"
-            kwargs[key] = inputs.to(self.device)
-        out = self.hf(**kwargs)
+        out = self.hf(**self._inputs(inputs, kwargs))
         if self.cfg.kind == "image" and not hasattr(out, "logits"):
             return out.last_hidden_state
         return out.logits
@@ -144,10 +198,12 @@ class HookedModel:
     # ----------------------------------------------------------------- hooks
     def _track_offset(self) -> RemovableHandle:
         def pre(_mod: nn.Module, args: tuple, kwargs: dict) -> None:
-            cache = kwargs.get("past_key_values")
+            cache = kwargs.get("cache", kwargs.get("past_key_values"))
             self._offset = int(cache.get_seq_length()) if hasattr(cache, "get_seq_length") else 0
             first = args[0] if args else next((kwargs[k] for k in _INPUT_KEYS if kwargs.get(k) is not None), None)
             self._batch = first.shape[0] if first is not None else 1
+            seq = first.shape[1] if first is not None and first.dim() >= 2 else 1
+            self._prompt_len = self._generation_prompt if self._generation_prompt is not None else self._offset + seq
 
         return self.hf.register_forward_pre_hook(pre, with_kwargs=True)
 
@@ -162,7 +218,7 @@ class HookedModel:
         def call(x: torch.Tensor) -> torch.Tensor | None:
             view = x.view(self._batch, -1, x.shape[-1]) if flat else x
             view = view.view(*view.shape[:-1], *heads) if heads else view
-            y = fn(view, hook=HookPoint(name, layer, site, self._offset))
+            y = fn(view, hook=HookPoint(name, layer, site, self._offset, self._prompt_len))
             if y is None:
                 return None
             if y.shape != view.shape:
@@ -242,32 +298,40 @@ class HookedModel:
         return logits, cache
 
     # ----------------------------------------------------------------- generation
-    @torch.no_grad()
+    @contextmanager
+    def generating(self, prompt_len: int) -> Iterator[None]:
+        """Inside the block, hooks see ``hook.prompt_len = prompt_len`` in every pass (used by the decoder)."""
+        before = self._generation_prompt
+        self._generation_prompt = int(prompt_len)
+        try:
+            yield
+        finally:
+            self._generation_prompt = before
+
     def generate(
         self,
         prompts: str | Sequence[str],
         max_new_tokens: int = 50,
         temperature: float = 0.0,
         seed: int | None = 0,
-        **kwargs: Any,
+        batch_size: int = 64,
+        use_cache: bool = True,
     ) -> list[str]:
-        """Batched generation with left padding; returns only the new text of each prompt.
+        """Batched generation (left padding); returns only the new text of each prompt.
 
-        ``temperature=0`` is greedy. Hooks active around the call apply to every step; positional
-        interventions see absolute positions through ``hook.offset``.
+        ``temperature=0`` is greedy; sampling uses a local generator seeded with ``seed`` (the
+        global random state is untouched). Hooks active around the call apply to every step.
+        See :mod:`paragraph_planning.core.generation`.
         """
-        enc = self.to_tokens(prompts, padding_side="left")
-        if seed is not None:
-            torch.manual_seed(seed)
-        sample = temperature > 0
-        pad = self.tokenizer.pad_token_id
-        if pad is None:
-            pad = self.tokenizer.eos_token_id
-        out = self.hf.generate(
-            **enc, max_new_tokens=max_new_tokens, do_sample=sample, pad_token_id=pad,
-            **({"temperature": temperature, "top_k": 0, "top_p": 1.0} if sample else {}), **kwargs,
-        )
-        return self.tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+        from .generation import generate_ids
+
+        texts = [prompts] if isinstance(prompts, str) else list(prompts)
+        if not texts or any(t == "" for t in texts):
+            raise ValueError("Empty prompt: generation needs at least one token per prompt.")
+        if self.tokenizer is None:
+            raise TypeError(f"{self.name} is a vision model: it cannot generate text.")
+        rows = [self.tokenizer(t)["input_ids"] for t in texts]
+        return generate_ids(self, rows, max_new_tokens, temperature, seed, batch_size, use_cache=use_cache)
 
 
 class HookHandle:

@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable, Mapping
 import pandas as pd
 import torch
 
-from .architectures import NEURON_SITES
+from .architectures import NEURON_SITES, parse_name, site_of
 from .hooks import HookedModel
 from .interventions import NeuronMasks
 
@@ -63,7 +63,7 @@ def score_neurons(
     gen = torch.Generator().manual_seed(seed)
     out = {}
     for name in sorted(forget, key=_site_order):
-        site = name.split(".", 2)[2]
+        site = site_of(name)
         if score == "random":
             out[name] = torch.rand(forget[name].mean.numel(), generator=gen, dtype=torch.float64)
         else:
@@ -72,8 +72,8 @@ def score_neurons(
 
 
 def _site_order(name: str) -> tuple[str, int]:
-    _, layer, site = name.split(".", 2)
-    return site, int(layer)
+    layer, site = parse_name(name) or (-1, name)
+    return site, layer
 
 
 def select_top(
@@ -184,10 +184,10 @@ def run_pruning(
 
     fracs = config.fracs()
     layer_ids = list(range(model.cfg.n_layers)) if layers is None else list(layers)
-    names = {s: [f"blocks.{i}.{s}" for i in layer_ids] for s in fracs}
+    names = {s: model.hook_names(s, layer_ids) for s in fracs}
     all_names = [n for ns in names.values() for n in ns]
     masks = NeuronMasks(model)
-    pruned = {n: torch.zeros(model.cfg.n_neurons(n.split(".", 2)[2]), dtype=torch.bool) for n in all_names}
+    pruned = {n: torch.zeros(model.cfg.n_neurons(site_of(n)), dtype=torch.bool) for n in all_names}
     rows = [{"step": 0, **{f"frac_{s}": 0.0 for s in fracs}, **evaluate(model), "seconds": 0.0}]
     scores: dict[str, torch.Tensor] = {}
     for step in tqdm(range(1, config.n_steps + 1), desc="pruning", disable=not progress):

@@ -20,6 +20,7 @@ site                          shape                       meaning
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +32,46 @@ SITES: tuple[str, ...] = ("resid_pre", "attn.pre_out", "attn.out", "mlp.pre_out"
 
 NEURON_SITES: tuple[str, ...] = ("attn.pre_out", "mlp.pre_out")
 """Sites whose entries are "neurons" in the papers' sense (what pruning and ablation act on)."""
+
+_NAME = re.compile(r"^blocks\.(\d+)\.(.+)$")
+
+
+def hook_name(layer: int, site: str) -> str:
+    """The hook name of ``site`` in block ``layer``: ``hook_name(3, "mlp.pre_out") == "blocks.3.mlp.pre_out"``.
+
+    The one place names are built; :func:`parse_name` is the one place they are read.
+    """
+    if site not in SITES:
+        raise ValueError(f"Unknown site {site!r}. Valid sites: {', '.join(SITES)}.")
+    return f"blocks.{int(layer)}.{site}"
+
+
+def parse_name(name: str) -> tuple[int, str] | None:
+    """``"blocks.3.mlp.pre_out"`` -> ``(3, "mlp.pre_out")``; None for anything that is not a hook name.
+
+    Only the form is checked (a known site after ``blocks.{i}.``), not whether a model has that
+    layer: :meth:`~paragraph_planning.core.hooks.HookedModel.parse` adds that and "did you mean".
+    """
+    m = _NAME.match(name) if isinstance(name, str) else None
+    if m is None or m.group(2) not in SITES:
+        return None
+    return int(m.group(1)), m.group(2)
+
+
+def layer_of(name: str) -> int:
+    """The layer of a hook name (raises ValueError for anything else)."""
+    parsed = parse_name(name)
+    if parsed is None:
+        raise ValueError(f"Not a hook name: {name!r} (expected 'blocks.{{i}}.{{site}}', site in {', '.join(SITES)}).")
+    return parsed[0]
+
+
+def site_of(name: str) -> str:
+    """The site of a hook name (raises ValueError for anything else)."""
+    parsed = parse_name(name)
+    if parsed is None:
+        raise ValueError(f"Not a hook name: {name!r} (expected 'blocks.{{i}}.{{site}}', site in {', '.join(SITES)}).")
+    return parsed[1]
 
 
 @dataclass(frozen=True)

@@ -13,18 +13,17 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .cache import cached
-from .clustering import concentration, moefy, random_partition
-from .modularity import VERSION, ModelRef, Scores, _depends
+from ..cache import cached
+from ..core.clustering import concentration, moefy, random_partition
+from .modularity import ModelRef, Scores
 
 def moe_labels(ref: ModelRef, layers: Sequence[int], n_clusters: int, seed: int = 0) -> dict[int, np.ndarray]:
     """Per layer, equal-size k-means labels ``[d_mlp]`` of the L2-normalised rows of ``W_in`` (cached per layer)."""
     out = {}
     for layer in layers:
-        out[layer] = cached("moefication", {**ref.key, "layer": int(layer), "n_clusters": n_clusters, "seed": seed,
-                                            "version": VERSION},
+        out[layer] = cached("moefication", {"layer": int(layer), "n_clusters": n_clusters, "seed": seed},
                             lambda layer=layer: moefy(ref.get().weights(layer)["W_in"], n_clusters, seed=seed),
-                            depends=_depends("moe"))
+                            model=ref)
     return out
 
 
@@ -107,7 +106,7 @@ def moe_claims(conc: pd.DataFrame, n_layers: int, model: str) -> list[dict[str, 
 
 def moe_chart(conc: pd.DataFrame, title: str = "") -> Any:
     """Per layer, mean concentration of task neurons in k-means vs random clusters (band: 95 % CI over tasks)."""
-    from .plots import line_with_band, summarise
+    from ..charts import line_with_band, summarise
 
     long = pd.concat([conc.assign(clusters="k-means (MoEfication)", concentration=conc.kmeans),
                       conc.assign(clusters="random equal-size", concentration=conc.random)])

@@ -12,10 +12,8 @@ Example::
 """
 from __future__ import annotations
 
-import difflib
 import functools
 import hashlib
-import importlib
 import importlib.util
 import json
 import math
@@ -30,7 +28,7 @@ from typing import Any
 import torch
 from datasets import Dataset
 
-from . import models
+from ..util import HUB_ID, did_you_mean, hub_reachable
 
 SPLITS: tuple[str, ...] = ("train", "test", "all")
 """Splits of the text corpora; ``"all"`` is both."""
@@ -44,7 +42,6 @@ STDLIB_SKIP_DIRS = frozenset({"test", "tests", "idle_test", "site-packages", "di
                               "encodings", "pydoc_data"})
 """Folders left out of ``python-code``: tests, installed packages, and generated codec/doc tables."""
 _TOKENIZE_DOCS = 32  # documents per tokenizer call in token_batches
-_HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 Record = dict[str, str]
 
@@ -195,7 +192,7 @@ IMAGE_CORPORA: dict[str, str] = {
     "fashion-mnist": "load_fashion_mnist",
     "mnist": "load_mnist",
 }
-"""Offline image data sets: name -> loader ``fn(split)`` in :mod:`paragraph_planning.images`."""
+"""Offline image data sets: name -> loader ``fn(split)`` in :mod:`paragraph_planning.data.images`."""
 
 
 def list_corpora() -> list[str]:
@@ -225,9 +222,7 @@ def split_of(doc_id: str) -> str:
 
 
 def _unknown(name: str) -> CorpusNotAvailableError:
-    close = difflib.get_close_matches(name, list_corpora(), n=3, cutoff=0.5)
-    hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-    return CorpusNotAvailableError(f"Unknown corpus {name!r}.{hint} Offline corpora: {', '.join(list_corpora())}; "
+    return CorpusNotAvailableError(f"Unknown corpus {name!r}.{did_you_mean(name, list_corpora())} Offline corpora: {', '.join(list_corpora())}; "
                                    "or a hub id such as 'org/dataset' (needs internet).")
 
 
@@ -250,8 +245,7 @@ def _matcher(name: str, spec: CorpusSpec, docs: Sequence[Record], filters: dict[
         valid_values = {d[column] for d in docs}
         bad = sorted(values - valid_values)
         if bad or not values:
-            close = difflib.get_close_matches(bad[0], valid_values, n=1, cutoff=0.5) if bad else []
-            hint = f" Did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(bad[0], valid_values, n=1) if bad else ""
             raise ValueError(f"Unknown {column} {bad or value!r} for corpus {name!r}.{hint} "
                              f"Valid values: {', '.join(sorted(valid_values))}.")
         wanted[column] = values
@@ -262,16 +256,17 @@ def load_corpus(name: str, split: str = "train", **filters: str | Sequence[str])
     """Load a corpus split as a ``datasets.Dataset`` (columns ``id``, ``text``, metadata).
 
     ``filters`` keep documents whose label column matches, e.g. ``topic="Physical sciences"`` or
-    ``category=["sport", "tech"]``. Image names return what :mod:`paragraph_planning.images` gives.
+    ``category=["sport", "tech"]``. Image names return what :mod:`paragraph_planning.data.images` gives.
     A hub id ``org/dataset`` goes to ``datasets.load_dataset(name, split=split, **filters)`` (online only).
     """
     if name in IMAGE_CORPORA:
         if filters:
             raise ValueError(f"Image data set {name!r} takes no filters (got {', '.join(filters)}).")
-        images = importlib.import_module("paragraph_planning.images")  # lazily: optional module
+        from . import images
+
         return getattr(images, IMAGE_CORPORA[name])(split)
-    if name not in CORPORA and _HUB_ID.match(name):
-        if not models._hub_reachable(offline_vars=("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE")):
+    if name not in CORPORA and HUB_ID.match(name):
+        if not hub_reachable(offline_vars=("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE")):
             raise CorpusNotAvailableError(
                 f"{name!r} is a hub id, but the Hugging Face hub cannot be reached (offline). "
                 f"Offline corpora: {', '.join(list_corpora())}.")

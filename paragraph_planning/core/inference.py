@@ -1,0 +1,303 @@
+"""Statistical inference shared by every chapter: intervals, tests, detectable effects, verdicts.
+
+Every verdict in the book comes from here, so that "holds", "does not hold" and "undetermined at
+this sample" mean the same thing in every chapter:
+
+* :func:`bootstrap_mean` / :func:`paired_bootstrap`: percentile bootstrap interval of a mean (or a
+  mean difference over paired units), resampling units, or whole clusters of units (e.g. all texts
+  of one prompt) when ``clusters`` is given;
+* :func:`permutation_test`: a label-shuffling test, shuffling only within groups when given;
+* :func:`wilson`: the Wilson score interval of a proportion;
+* :func:`t_interval`: a mean with a Student-t interval (few seeds: a z quantile would be too narrow);
+* :func:`mde` / :func:`mde_paired` / :func:`power_paired`: the minimum detectable effect of a
+  two-sided test at a given standard error (or s.d. and n), and the power for a given effect;
+* :func:`verdict`: an interval read against a null value and, optionally, a smallest effect of
+  interest: "holds" (the interval lies beyond the null in the claimed direction), "does not hold"
+  (it lies on the other side, or entirely within ``margin`` of the null) or "undetermined at this
+  sample" (anything else). A non-significant control is never evidence: "undetermined" says so.
+
+Everything takes plain arrays and returns :class:`Interval` (a frozen dataclass that prints as
+``0.123 [0.045, 0.201]``) or floats; nothing here knows about models.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Literal, Sequence
+
+import numpy as np
+
+HOLDS, ABSENT, UNDETERMINED = "holds", "does not hold", "undetermined at this sample"
+"""The three verdicts."""
+Direction = Literal["greater", "less", "two-sided"]
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A point estimate with a confidence interval.
+
+    ``n``: units (texts, seeds, documents, ...); ``n_clusters``: clusters resampled (None: units);
+    ``se``: the standard error (bootstrap s.d. or the analytic one); ``method``: how it was made.
+    """
+
+    estimate: float
+    lo: float
+    hi: float
+    level: float = 0.95
+    n: int = 0
+    se: float = math.nan
+    n_clusters: int | None = None
+    method: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.estimate:.3g} [{self.lo:.3g}, {self.hi:.3g}]"
+
+    def fmt(self, spec: str = ".3f") -> str:
+        """``estimate [lo, hi]`` with a format spec, e.g. ``".1%"``."""
+        return f"{self.estimate:{spec}} [{self.lo:{spec}}, {self.hi:{spec}}]"
+
+    def excludes(self, value: float = 0.0) -> bool:
+        """Whether ``value`` lies outside the interval."""
+        return bool(self.lo > value or self.hi < value)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain fields (for tables)."""
+        return asdict(self)
+
+
+def _z(level: float) -> float:
+    from scipy.stats import norm
+
+    return float(norm.ppf(0.5 + level / 2))
+
+
+def _check_level(level: float) -> None:
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}.")
+
+
+def _as_1d(x: Any, name: str) -> np.ndarray:
+    a = np.asarray(x, dtype=np.float64).reshape(-1)
+    if a.size == 0:
+        raise ValueError(f"{name} is empty.")
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{name} holds NaN or inf values.")
+    return a
+
+
+def _cluster_index(clusters: Sequence[Any] | None, n: int) -> tuple[np.ndarray, int]:
+    """Integer cluster ids ``[n]`` and the number of clusters (each unit its own cluster if None)."""
+    if clusters is None:
+        return np.arange(n), n
+    c = np.asarray(clusters)
+    if c.shape != (n,):
+        raise ValueError(f"clusters must have one label per unit ({n}), got shape {c.shape}.")
+    _, ids = np.unique(c, return_inverse=True)
+    return ids.reshape(-1), int(ids.max()) + 1
+
+
+def bootstrap_mean(
+    x: Sequence[float] | np.ndarray, clusters: Sequence[Any] | None = None, *, level: float = 0.95,
+    n_boot: int = 10_000, seed: int = 0, stat: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+) -> Interval:
+    """Percentile bootstrap interval of the mean of ``x`` (units), resampling clusters when given.
+
+    With ``clusters``, whole clusters are drawn with replacement and the statistic is the mean over
+    the units of the drawn clusters (so a prompt's ten texts stay together). ``stat(sums, counts)``
+    replaces the mean for ratio statistics: it receives per-resample sums and unit counts ``[n_boot]``.
+    The estimate is the statistic on the sample itself; ``se`` is the s.d. of the bootstrap values.
+    """
+    _check_level(level)
+    a = _as_1d(x, "x")
+    ids, k = _cluster_index(clusters, a.size)
+    sums = np.bincount(ids, weights=a, minlength=k)
+    counts = np.bincount(ids, minlength=k).astype(np.float64)
+    rng = np.random.default_rng(seed)
+    draw = rng.integers(0, k, size=(n_boot, k))
+    bs, bc = sums[draw].sum(1), counts[draw].sum(1)
+    f = stat or (lambda s, c: s / c)
+    boot = f(bs, bc)
+    est = float(f(np.array([sums.sum()]), np.array([counts.sum()]))[0])
+    if k < 2:
+        return Interval(est, math.nan, math.nan, level, a.size, math.nan, k if clusters is not None else None,
+                        "bootstrap (one cluster: no interval)")
+    lo, hi = np.quantile(boot, [0.5 - level / 2, 0.5 + level / 2])
+    return Interval(est, float(lo), float(hi), level, int(a.size), float(boot.std(ddof=1)),
+                    k if clusters is not None else None,
+                    "cluster bootstrap" if clusters is not None else "bootstrap")
+
+
+def paired_bootstrap(
+    a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray, clusters: Sequence[Any] | None = None, *,
+    level: float = 0.95, n_boot: int = 10_000, seed: int = 0,
+) -> Interval:
+    """Bootstrap interval of ``mean(a − b)`` over paired units (resampling units or clusters)."""
+    x, y = _as_1d(a, "a"), _as_1d(b, "b")
+    if x.shape != y.shape:
+        raise ValueError(f"a and b must be paired (same length), got {x.size} and {y.size}.")
+    return bootstrap_mean(x - y, clusters, level=level, n_boot=n_boot, seed=seed)
+
+
+def permutation_test(
+    values: Sequence[float] | np.ndarray, labels: Sequence[Any], stat: Callable[[np.ndarray, np.ndarray], float],
+    groups: Sequence[Any] | None = None, *, n_perm: int = 10_000, seed: int = 0, alternative: Direction = "greater",
+) -> dict[str, float]:
+    """Permutation test: ``stat(values, labels)`` against the same statistic with ``labels`` shuffled.
+
+    With ``groups``, labels are shuffled only within each group (e.g. within a prompt). Returns the
+    observed statistic, the permutation mean and the p-value ``(1 + #{as extreme}) / (1 + n_perm)``
+    for ``alternative`` ``"greater"``, ``"less"`` or ``"two-sided"`` (distance from the permutation mean).
+    """
+    v = np.asarray(values)
+    lab = np.asarray(labels)
+    if len(v) != len(lab):
+        raise ValueError(f"values and labels differ in length: {len(v)} vs {len(lab)}.")
+    g_ids, k = _cluster_index(groups, len(lab))
+    members = [np.flatnonzero(g_ids == g) for g in range(k)]
+    rng = np.random.default_rng(seed)
+    observed = float(stat(v, lab))
+    null = np.empty(n_perm)
+    perm = lab.copy()
+    for i in range(n_perm):
+        for m in members:
+            if len(m) > 1:
+                perm[m] = lab[m[rng.permutation(len(m))]]
+        null[i] = stat(v, perm)
+    centre = float(null.mean())
+    if alternative == "greater":
+        extreme = null >= observed - 1e-12
+    elif alternative == "less":
+        extreme = null <= observed + 1e-12
+    elif alternative == "two-sided":
+        extreme = np.abs(null - centre) >= abs(observed - centre) - 1e-12
+    else:
+        raise ValueError(f"alternative must be 'greater', 'less' or 'two-sided', got {alternative!r}.")
+    return {"statistic": observed, "null_mean": centre, "p": float((1 + extreme.sum()) / (1 + n_perm)),
+            "n_perm": n_perm}
+
+
+def wilson(k: int, n: int, level: float = 0.95) -> Interval:
+    """Wilson score interval of a proportion ``k / n`` (well behaved at 0 and 1, unlike ``p ± z·s.e.``)."""
+    _check_level(level)
+    if n <= 0 or not 0 <= k <= n:
+        raise ValueError(f"Need 0 <= k <= n and n > 0, got k={k}, n={n}.")
+    z = _z(level)
+    p = k / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return Interval(p, max(0.0, centre - half), min(1.0, centre + half), level, n,
+                    math.sqrt(p * (1 - p) / n), None, "Wilson")
+
+
+def t_interval(x: Sequence[float] | np.ndarray, level: float = 0.95) -> Interval:
+    """Mean with a Student-t interval ``mean ± t(n−1)·s/√n`` (for a few seeds; NaN bounds for n < 2)."""
+    from scipy.stats import t
+
+    _check_level(level)
+    a = _as_1d(x, "x")
+    n, m = a.size, float(a.mean())
+    if n < 2:
+        return Interval(m, math.nan, math.nan, level, n, math.nan, None, "t (one value: no interval)")
+    se = float(a.std(ddof=1) / math.sqrt(n))
+    half = float(t.ppf(0.5 + level / 2, n - 1)) * se
+    return Interval(m, m - half, m + half, level, n, se, None, f"t ({n - 1} d.o.f.)")
+
+
+def mde(se: float, *, alpha: float = 0.05, power: float = 0.8, df: int | None = None) -> float:
+    """Minimum detectable effect of a two-sided test at standard error ``se``: ``(q(1−α/2) + q(power))·se``.
+
+    ``q`` is the normal quantile, or Student's t with ``df`` degrees of freedom when given.
+    """
+    if not (0 < alpha < 1 and 0 < power < 1):
+        raise ValueError(f"Need 0 < alpha < 1 and 0 < power < 1, got {alpha}, {power}.")
+    if df is None:
+        from scipy.stats import norm
+
+        q = norm.ppf
+    else:
+        from scipy.stats import t
+
+        def q(p: float) -> float:
+            return t.ppf(p, df)
+    return float((q(1 - alpha / 2) + q(power)) * se)
+
+
+def mde_paired(sd: float, n: int, *, alpha: float = 0.05, power: float = 0.8, design_effect: float = 1.0) -> float:
+    """Minimum detectable mean difference of a paired design: ``n`` pairs whose differences have s.d. ``sd``.
+
+    ``design_effect`` (>= 1) inflates the variance for clustered units (``1 + (m − 1)·ICC`` for
+    clusters of ``m``); the t quantile with ``n − 1`` d.o.f. is used.
+    """
+    if n < 2:
+        return math.inf
+    return mde(sd * math.sqrt(design_effect / n), alpha=alpha, power=power, df=n - 1)
+
+
+def power_paired(effect: float, sd: float, n: int, *, alpha: float = 0.05) -> float:
+    """Power of a two-sided paired t-test (normal approximation of the noncentral t) to detect ``effect``."""
+    from scipy.stats import norm, t
+
+    if n < 2 or sd <= 0:
+        return math.nan
+    se = sd / math.sqrt(n)
+    crit = t.ppf(1 - alpha / 2, n - 1)
+    shift = abs(effect) / se
+    return float(norm.cdf(shift - crit) + norm.cdf(-shift - crit))
+
+
+def n_for_mde(sd: float, effect: float, *, alpha: float = 0.05, power: float = 0.8,
+              design_effect: float = 1.0, n_max: int = 1_000_000) -> int:
+    """Smallest ``n`` whose paired MDE (:func:`mde_paired`) is at most ``effect``."""
+    if effect <= 0 or sd < 0:
+        raise ValueError(f"Need effect > 0 and sd >= 0, got {effect}, {sd}.")
+    n = 2
+    while mde_paired(sd, n, alpha=alpha, power=power, design_effect=design_effect) > effect:
+        n *= 2
+        if n > n_max:
+            return n_max
+    lo, hi = n // 2, n
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if mde_paired(sd, mid, alpha=alpha, power=power, design_effect=design_effect) <= effect:
+            hi = mid
+        else:
+            lo = mid
+    return max(2, hi)
+
+
+def verdict(interval: Interval, *, null: float = 0.0, direction: Direction = "greater",
+            margin: float | None = None) -> str:
+    """Read an interval as a verdict on the claim "the effect is ``direction`` than ``null``".
+
+    * ``"holds"``: the whole interval lies beyond ``null`` in the claimed direction (two-sided:
+      on either side);
+    * ``"does not hold"``: the whole interval lies on the wrong side of ``null`` or, with
+      ``margin`` (the smallest effect that would matter, > 0), entirely within ``null ± margin``
+      or below ``null + margin`` for ``"greater"`` (above ``null − margin`` for ``"less"``);
+    * ``"undetermined at this sample"``: anything else, including a missing interval.
+    """
+    lo, hi = interval.lo, interval.hi
+    if math.isnan(lo) or math.isnan(hi):
+        return UNDETERMINED
+    if margin is not None and margin < 0:
+        raise ValueError(f"margin must be >= 0, got {margin}.")
+    m = margin or 0.0
+    if direction == "greater":
+        if lo > null:
+            return HOLDS
+        if hi < null or (margin is not None and hi < null + m):
+            return ABSENT
+    elif direction == "less":
+        if hi < null:
+            return HOLDS
+        if lo > null or (margin is not None and lo > null - m):
+            return ABSENT
+    elif direction == "two-sided":
+        if lo > null or hi < null:
+            return HOLDS
+        if margin is not None and lo > null - m and hi < null + m:
+            return ABSENT
+    else:
+        raise ValueError(f"direction must be 'greater', 'less' or 'two-sided', got {direction!r}.")
+    return UNDETERMINED

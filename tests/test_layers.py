@@ -1,0 +1,66 @@
+"""The package's layers, read from its import statements: core <- data <- papers <- book.
+
+``core`` never imports ``data``, ``papers`` or ``book``; ``papers`` never import ``book``; every
+package ``__init__`` only re-exports; every module stays under 600 lines.
+"""
+from __future__ import annotations
+
+import ast
+
+import pytest
+
+from paragraph_planning import cache
+
+ROOT = cache.PACKAGE_ROOT
+PKG = "paragraph_planning"
+ALLOWED = {  # layer -> layers its modules may import (besides itself)
+    "util": set(),
+    "cache": {"util"},
+    "charts": {"util"},
+    "core": {"util", "cache"},
+    "data": {"util", "cache", "core"},
+    "papers": {"util", "cache", "core", "data", "charts"},
+    "book": {"util", "cache", "core", "data", "papers", "charts"},
+}
+MODULES = sorted(
+    ".".join([PKG, *f.relative_to(ROOT).with_suffix("").parts]).removesuffix(".__init__")
+    for f in ROOT.rglob("*.py") if "__pycache__" not in f.parts
+)
+
+
+def layer(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else PKG
+
+
+@pytest.mark.parametrize("module", [m for m in MODULES if layer(m) in ALLOWED], ids=lambda m: m)
+def test_imports_respect_the_layers(module):
+    own = layer(module)
+    bad = sorted(m for m in cache._imports(module, ROOT) if layer(m) != own and layer(m) not in ALLOWED[own])
+    assert not bad, f"{module} ({own}) imports {bad}; {own} may import only {sorted(ALLOWED[own]) or 'nothing'}"
+
+
+def test_the_rule_catches_a_violation(tmp_path):
+    """The check above reads real imports: a core module importing the book would be caught."""
+    import shutil
+
+    root = tmp_path / PKG
+    shutil.copytree(ROOT, root, ignore=shutil.ignore_patterns("__pycache__"))
+    (root / "core" / "bad.py").write_text("def f():\n    from ..book import runner\n    return runner\n")
+    assert "paragraph_planning.book.runner" in cache._imports("paragraph_planning.core.bad", root)
+
+
+@pytest.mark.parametrize("init", sorted(ROOT.rglob("__init__.py")), ids=lambda p: str(p.relative_to(ROOT)))
+def test_package_inits_only_reexport(init):
+    for node in ast.parse(init.read_text()).body:
+        ok = isinstance(node, (ast.Import, ast.ImportFrom)) or (
+            isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)) or (
+            isinstance(node, ast.Assign) and [getattr(t, "id", "") for t in node.targets] == ["__all__"])
+        assert ok, f"{init}: line {node.lineno} defines code; package __init__ files only re-export"
+
+
+@pytest.mark.parametrize("path", sorted(f for f in ROOT.rglob("*.py") if "__pycache__" not in f.parts),
+                         ids=lambda p: str(p.relative_to(ROOT)))
+def test_modules_stay_small(path):
+    n = len(path.read_text().splitlines())
+    assert n < 600, f"{path.relative_to(ROOT)} has {n} lines: split it by what its parts do"
