@@ -16,9 +16,9 @@ import time
 import torch
 
 from paragraph_planning import load_model
-from paragraph_planning.papers import unlearning as U
 from paragraph_planning.core.interventions import NeuronMasks
 from paragraph_planning.core.pruning import DEFAULT_EPS, score_neurons, select_top
+from paragraph_planning.papers import unlearning as U
 
 
 def main(argv: list[str] | None = None) -> None:

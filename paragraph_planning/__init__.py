@@ -10,8 +10,17 @@ from .core.architectures import NEURON_SITES, SITES, ModelConfig, hook_name, par
 from .core.evaluation import evaluate_lm
 from .core.generation import generate_ids
 from .core.hooks import ActivationCache, HookedModel, HookPoint, UnknownHookError
-from .core.inference import (Interval, bootstrap_mean, mde, mde_paired, paired_bootstrap, permutation_test,
-                             t_interval, verdict, wilson)
+from .core.inference import (
+                             Interval,
+                             bootstrap_mean,
+                             mde,
+                             mde_paired,
+                             paired_bootstrap,
+                             permutation_test,
+                             t_interval,
+                             verdict,
+                             wilson,
+)
 from .core.interventions import NeuronMasks, add_fn, mask_fn, patch_fn
 from .core.models import ModelNotAvailableError, load_model, offline_names
 from .core.pruning import delete_neurons, score_neurons, select_top

@@ -80,7 +80,8 @@ def _canonical(x: Any) -> Any:
         return {"__dataclass__": type(x).__qualname__, "fields": _canonical(dataclasses.asdict(x))}
     if isinstance(x, torch.Tensor):
         t = x.detach().cpu().contiguous()
-        return {"__tensor__": [list(t.shape), str(t.dtype), hashlib.sha256(t.view(-1).view(torch.uint8).numpy().tobytes()).hexdigest()]}
+        digest = hashlib.sha256(t.view(-1).view(torch.uint8).numpy().tobytes()).hexdigest()
+        return {"__tensor__": [list(t.shape), str(t.dtype), digest]}
     if type(x).__module__ == "numpy":
         import numpy as np
 

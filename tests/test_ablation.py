@@ -7,13 +7,29 @@ import pytest
 import torch
 
 from paragraph_planning import load_model
-from paragraph_planning.papers.ablation import (
-    EvalTask, Resampler, SourceActivations, _hooks, describe_order, evaluate_task, image_task, keep_masks, lm_task,
-    n_ablated, neuron_order, order_check, peak_estimates, ranking, reference_stats, replacement_values, run_ablation,
-    run_per_layer, step_fracs,
-)
-from paragraph_planning.core.peaks import hist_mode, kde_mode, kde_mode_scipy, skewness
 from paragraph_planning.core.interventions import mask_fn
+from paragraph_planning.core.peaks import hist_mode, kde_mode, kde_mode_scipy, skewness
+from paragraph_planning.papers.ablation import (
+    EvalTask,
+    Resampler,
+    SourceActivations,
+    _hooks,
+    describe_order,
+    evaluate_task,
+    image_task,
+    keep_masks,
+    lm_task,
+    n_ablated,
+    neuron_order,
+    order_check,
+    peak_estimates,
+    ranking,
+    reference_stats,
+    replacement_values,
+    run_ablation,
+    run_per_layer,
+    step_fracs,
+)
 
 SITE = "blocks.0.attn.pre_out"
 
@@ -180,7 +196,9 @@ def test_peak_estimators_agree_on_unimodal_and_find_mode_of_skewed():
         assert torch.allclose(est.double(), two, atol=0.1)
     # the argmax of a 100-bin histogram is noisier: the top of a bell is flat, bins hold ~3600 +- 60
     assert torch.allclose(hist_mode(normal, 100), two, atol=0.25)
-    gamma = torch.distributions.Gamma(2.0, 1.0).sample((20_000,))[None]  # mode 1, median 1.68, mean 2
+    with torch.random.fork_rng():  # seeded here: the histogram's argmax varies by ~0.2 between samples
+        torch.manual_seed(0)
+        gamma = torch.distributions.Gamma(2.0, 1.0).sample((20_000,))[None]  # mode 1, median 1.68, mean 2
     kde, hist = float(kde_mode(gamma)), float(hist_mode(gamma, 100))
     assert abs(kde - 1.0) < 0.15 and abs(hist - 1.0) < 0.25
     assert abs(kde - 1) < abs(float(gamma.median()) - 1) < abs(float(gamma.mean()) - 1)

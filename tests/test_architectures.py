@@ -8,7 +8,13 @@ import torch
 import torch.nn.functional as F
 
 from paragraph_planning import load_model
-from paragraph_planning.core.architectures import ARCHITECTURES, SITES, UnsupportedArchitectureError, get_module, model_config
+from paragraph_planning.core.architectures import (
+    ARCHITECTURES,
+    SITES,
+    UnsupportedArchitectureError,
+    get_module,
+    model_config,
+)
 from paragraph_planning.core.interventions import mask_fn
 from paragraph_planning.core.models import TINY_MODELS
 

@@ -19,6 +19,7 @@ import pytest
 from paragraph_planning.book import runner as book
 from paragraph_planning.book.cli import main as cli
 
+pytestmark = pytest.mark.book  # the whole file: chapters under papermill and the book build
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = book.chapters(ROOT)
 PROFILES = book.load_profiles(ROOT)

@@ -7,8 +7,16 @@ import numpy as np
 import pytest
 import torch
 
-from paragraph_planning.core.clustering import (concentration, moefy, overlap_matrix, random_partition,
-                                           similarity_order, smallest_fraction, top_fraction, top_pairs)
+from paragraph_planning.core.clustering import (
+    concentration,
+    moefy,
+    overlap_matrix,
+    random_partition,
+    similarity_order,
+    smallest_fraction,
+    top_fraction,
+    top_pairs,
+)
 
 
 def test_overlap_of_identical_sets_is_one_and_of_disjoint_sets_zero():

@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import socket
-import sys
 import time
-import types
 
 import pytest
 import torch
@@ -178,6 +176,7 @@ def test_token_batches_errors_and_warnings(tok):
         token_batches(Dataset.from_dict({"code": ["x"]}), tok, n_tokens=10)
 
 
+@pytest.mark.real_model
 def test_token_batches_with_the_smollm2_tokenizer():
     tok = load_model("smollm2-135m").tokenizer
     out = token_batches("wiki-fr", tok, n_tokens=4 * 128, seq_len=128, batch_size=4, split="test")

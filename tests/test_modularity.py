@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 import torch
 
-from paragraph_planning.papers import modularity as mod
-from paragraph_planning.papers import moefication as moe
 from paragraph_planning.data import tasks as T
 from paragraph_planning.data.corpora import line_pieces
+from paragraph_planning.papers import modularity as mod
+from paragraph_planning.papers import moefication as moe
 
 TINY_TASKS = ["wiki/Mathematics", "bbc/sport", "recipes"]
 
@@ -49,6 +49,7 @@ def test_task_lists():
         T.text_tasks(["pyton"])
 
 
+@pytest.mark.slow
 def test_every_text_task_has_forget_and_test_documents_disjoint_from_retain():
     retain = T.doc_ids(T.retain_texts())
     assert retain and {T.pool_of(i) for i in retain} == {"retain"}

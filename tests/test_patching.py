@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from paragraph_planning import load_model
-from paragraph_planning.core.generation import generate_ids
 from paragraph_planning.core import embedding
+from paragraph_planning.core.generation import generate_ids
 from paragraph_planning.data import paragraphs
-from paragraph_planning.papers import planning as patching
 from paragraph_planning.data.paragraphs import BreakError
+from paragraph_planning.papers import planning as patching
 
 TEXTS = [
     "Bees make honey and live in hives.\n\nWhales sing long songs in the sea.",
@@ -59,6 +59,7 @@ def test_break_found_by_offsets_two_char_tokens(model):
     assert paragraphs.break_ids_between_words(tok) == [14, 14]
 
 
+@pytest.mark.real_model
 def test_break_found_by_offsets_real_smollm2(smollm2_tokenizer):
     tok = smollm2_tokenizer
     # between words "\n\n" is two "\n" tokens (198, 198); alone (end of text) one token (1116)

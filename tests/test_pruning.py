@@ -8,8 +8,14 @@ import torch
 
 from paragraph_planning import load_model
 from paragraph_planning.core.interventions import NeuronMasks
-from paragraph_planning.core.pruning import (PruningConfig, PruningResult, delete_neurons, run_pruning, score_neurons,
-                                        select_top)
+from paragraph_planning.core.pruning import (
+    PruningConfig,
+    PruningResult,
+    delete_neurons,
+    run_pruning,
+    score_neurons,
+    select_top,
+)
 from paragraph_planning.core.statistics import collect_stats
 
 
@@ -48,7 +54,8 @@ def test_selection_is_global_across_layers_and_skips_pruned():
 
 
 def test_head_level_selection_takes_whole_heads():
-    scores = {"blocks.0.attn.pre_out": torch.tensor([1.0, 1, 5, 5, 0, 0]), "blocks.1.attn.pre_out": torch.tensor([4.0, 4, 0, 0, 9, 0])}
+    scores = {"blocks.0.attn.pre_out": torch.tensor([1.0, 1, 5, 5, 0, 0]),
+              "blocks.1.attn.pre_out": torch.tensor([4.0, 4, 0, 0, 9, 0])}
     sel = select_top(scores, 2 / 6, heads=3)  # 6 heads of 2 neurons; head means 1,5,0 | 4,0,4.5
     assert sel["blocks.0.attn.pre_out"].tolist() == [False, False, True, True, False, False]
     assert sel["blocks.1.attn.pre_out"].tolist() == [False, False, False, False, True, True]

@@ -7,7 +7,12 @@ import torch
 from paragraph_planning import load_model
 from paragraph_planning.core.hooks import UnknownHookError
 from paragraph_planning.core.statistics import (
-    NeuronStats, NonFiniteActivationError, collect_stats, load_stats, save_stats, stats_frame,
+    NeuronStats,
+    NonFiniteActivationError,
+    collect_stats,
+    load_stats,
+    save_stats,
+    stats_frame,
 )
 
 SITES = ("attn.pre_out", "mlp.pre_out")

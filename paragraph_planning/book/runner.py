@@ -35,7 +35,6 @@ from typing import Any, Iterator, Mapping
 
 import yaml
 
-
 ROOT = Path(__file__).resolve().parents[2]
 """The repository root (where ``_config.yml`` and ``_toc.yml`` live)."""
 PROFILES_FILE = Path("book") / "params.yml"

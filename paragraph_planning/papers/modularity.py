@@ -27,10 +27,9 @@ import pandas as pd
 import torch
 
 from ..cache import cached
-from ..core.clustering import (off_diagonal, overlap_matrix, similarity_order,
-                         smallest_fraction, top_fraction, top_pairs)
-from ..core.hooks import HookedModel
 from ..core.architectures import hook_name
+from ..core.clustering import off_diagonal, overlap_matrix, similarity_order, smallest_fraction, top_fraction, top_pairs
+from ..core.hooks import HookedModel
 from ..data.tasks import CHUNK_CHARS, RETAIN_CORPORA, Task, nested, retain_texts
 
 SITE = "mlp.pre_out"
@@ -404,7 +403,8 @@ def overlap_claims(summary: pd.DataFrame, corr: pd.DataFrame, frac: float, model
                  "verdict": "yes" if r >= 1.5 else "weakly" if r >= 1.1 else "no"})
     w, b = tr.within_family, tr.between_family
     rows.append({"model": model, "claim": "related tasks (same family) share more neurons",
-                 "measured": f"within-family {w:.3f} vs between-family {b:.3f}" if not math.isnan(w) else "no family with 2+ tasks",
+                 "measured": (f"within-family {w:.3f} vs between-family {b:.3f}" if not math.isnan(w)
+                              else "no family with 2+ tasks"),
                  "verdict": "n/a" if math.isnan(w) or math.isnan(b) else "yes" if w >= 1.2 * b else
                  "weakly" if w > b else "no"})
     if ri is not None:

@@ -17,6 +17,7 @@ from ..cache import cached
 from ..core.clustering import concentration, moefy, random_partition
 from .modularity import ModelRef, Scores
 
+
 def moe_labels(ref: ModelRef, layers: Sequence[int], n_clusters: int, seed: int = 0) -> dict[int, np.ndarray]:
     """Per layer, equal-size k-means labels ``[d_mlp]`` of the L2-normalised rows of ``W_in`` (cached per layer)."""
     out = {}

@@ -37,9 +37,9 @@ import torch
 from ..cache import cached
 from ..core import embedding
 from ..core.generation import generate_ids, pad_rows
-from ..data import paragraphs
 from ..core.hooks import HookedModel, HookPoint
 from ..core.interventions import patch_fn
+from ..data import paragraphs
 from ..data.paragraphs import Split, first_paragraph
 
 PATCH_SITES: dict[str, tuple[str, ...]] = {

@@ -36,8 +36,8 @@ import torch
 from ..core.architectures import NEURON_SITES, layer_of, site_of
 from ..core.hooks import HookedModel
 from ..core.interventions import NeuronMasks
-from ..data.corpora import line_pieces
 from ..core.pruning import PruningConfig, PruningResult, run_pruning, score_neurons, select_top
+from ..data.corpora import line_pieces
 
 SITE_LABELS: dict[str, str] = {"mlp.pre_out": "FF", "attn.pre_out": "attention"}
 """Short names of the neuron sites used in tables."""

@@ -1,0 +1,114 @@
+"""The shared inference functions against scipy and closed forms."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from paragraph_planning.core import inference as inf
+
+
+def test_wilson_matches_the_closed_form_and_statsmodels_values():
+    # Wilson 95 % for 8/10: (0.4902, 0.9433) (Brown, Cai & DasGupta 2001, Table 1 style check)
+    i = inf.wilson(8, 10)
+    z = stats.norm.ppf(0.975)
+    p, n = 0.8, 10
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    assert i.lo == pytest.approx(centre - half) and i.hi == pytest.approx(centre + half)
+    assert i.lo == pytest.approx(0.4902, abs=1e-4) and i.hi == pytest.approx(0.9433, abs=1e-4)
+    zero = inf.wilson(0, 20)
+    assert zero.lo == 0 and 0.1 < zero.hi < 0.2 and zero.estimate == 0
+    with pytest.raises(ValueError):
+        inf.wilson(3, 2)
+
+
+def test_t_interval_equals_scipy():
+    x = np.array([1.0, 2.5, 0.7])
+    i = inf.t_interval(x)
+    lo, hi = stats.t.interval(0.95, df=2, loc=x.mean(), scale=stats.sem(x))
+    assert (i.lo, i.hi) == pytest.approx((lo, hi))
+    z_half = 1.96 * stats.sem(x)
+    assert (i.hi - i.lo) / 2 / z_half == pytest.approx(stats.t.ppf(0.975, 2) / 1.96)  # 2.2x wider than z
+    assert math.isnan(inf.t_interval([3.0]).lo)
+
+
+def test_bootstrap_interval_covers_like_the_t_interval_for_normal_data():
+    rng = np.random.default_rng(0)
+    x = rng.normal(0.3, 1.0, size=400)
+    b = inf.bootstrap_mean(x, n_boot=20_000, seed=1)
+    t = inf.t_interval(x)
+    assert b.estimate == pytest.approx(x.mean())
+    assert b.lo == pytest.approx(t.lo, abs=0.02) and b.hi == pytest.approx(t.hi, abs=0.02)
+    assert b.se == pytest.approx(stats.sem(x), rel=0.05)
+
+
+def test_cluster_bootstrap_is_wider_when_units_are_correlated():
+    rng = np.random.default_rng(1)
+    clusters = np.repeat(np.arange(20), 10)
+    x = rng.normal(size=20)[clusters] + 0.2 * rng.normal(size=200)  # units share their cluster's value
+    plain, clustered = inf.bootstrap_mean(x), inf.bootstrap_mean(x, clusters)
+    assert clustered.n_clusters == 20 and plain.n_clusters is None
+    assert (clustered.hi - clustered.lo) > 2 * (plain.hi - plain.lo)
+    # with one value per cluster, the cluster s.e. is the s.e. of the 20 cluster means
+    assert clustered.se == pytest.approx(stats.sem(np.bincount(clusters, x) / 10) * math.sqrt(19 / 20), rel=0.1)
+
+
+def test_paired_bootstrap_is_the_bootstrap_of_differences():
+    a, b = np.arange(10.0), np.arange(10.0) * 0.5
+    assert inf.paired_bootstrap(a, b, seed=3) == inf.bootstrap_mean(a - b, seed=3)
+    with pytest.raises(ValueError, match="paired"):
+        inf.paired_bootstrap(a, b[:5])
+
+
+def test_permutation_test_within_groups():
+    rng = np.random.default_rng(2)
+    groups = np.repeat(np.arange(30), 4)
+    labels = np.tile([0, 1, 2, 3], 30)
+
+    def hit_rate(values, lab):  # share of groups whose label-0 unit has the largest value
+        v = values.reshape(30, 4)
+        return float((v.argmax(1) == lab.reshape(30, 4).argmin(1)).mean())
+
+    noise = rng.normal(size=120)
+    res = inf.permutation_test(noise, labels, hit_rate, groups, n_perm=2000)
+    assert res["p"] > 0.05 and res["null_mean"] == pytest.approx(0.25, abs=0.02)
+    signal = noise + 3 * (labels == 0)
+    res = inf.permutation_test(signal, labels, hit_rate, groups, n_perm=2000)
+    assert res["p"] < 0.001 and res["statistic"] > 0.9
+
+
+def test_mde_matches_the_normal_and_t_power_formulas():
+    assert inf.mde(1.0) == pytest.approx(stats.norm.ppf(0.975) + stats.norm.ppf(0.8))  # 2.80
+    sd, n = 0.24, 40
+    m = inf.mde_paired(sd, n)
+    assert m == pytest.approx((stats.t.ppf(0.975, n - 1) + stats.t.ppf(0.8, n - 1)) * sd / math.sqrt(n))
+    assert inf.power_paired(m, sd, n) == pytest.approx(0.8, abs=0.02)
+    # the issue's example: a 0.04 difference at paired s.d. 0.24 needs ~280 texts for 80 % power
+    n_needed = inf.n_for_mde(0.24, 0.04)
+    assert inf.mde_paired(0.24, n_needed) <= 0.04 < inf.mde_paired(0.24, n_needed - 1)
+    assert 270 < n_needed < 300
+
+
+def test_verdicts_from_intervals():
+    iv = lambda lo, hi: inf.Interval((lo + hi) / 2, lo, hi)
+    assert inf.verdict(iv(0.1, 0.3)) == inf.HOLDS
+    assert inf.verdict(iv(-0.1, 0.3)) == inf.UNDETERMINED  # a true effect inside the noise: undetermined
+    assert inf.verdict(iv(-0.3, -0.1)) == inf.ABSENT
+    assert inf.verdict(iv(-0.01, 0.02), margin=0.05) == inf.ABSENT  # entirely below the smallest effect of interest
+    assert inf.verdict(iv(-0.3, -0.1), direction="less") == inf.HOLDS
+    assert inf.verdict(iv(0.1, 0.3), direction="two-sided") == inf.HOLDS
+    assert inf.verdict(iv(float("nan"), float("nan"))) == inf.UNDETERMINED
+
+
+def test_synthetic_effects_get_the_right_verdicts():
+    """A clear effect holds; a real but small effect at a small n is undetermined, never 'does not hold'."""
+    rng = np.random.default_rng(5)
+    clear = inf.assess("clear", inf.bootstrap_mean(rng.normal(0.5, 1, 200)))
+    small = inf.assess("small", inf.bootstrap_mean(rng.normal(0.05, 1, 30)))
+    assert clear.verdict == inf.HOLDS and small.verdict == inf.UNDETERMINED
+    assert small.mde > 0.05  # the sample could not detect it, and says so
+    table = inf.findings_table([clear, small])
+    assert list(table.claim) == ["clear", "small"] and set(table.columns) >= {"estimate", "lo", "hi", "n", "mde", "verdict"}
