@@ -63,19 +63,6 @@ def to_frame(values: Any, dims: Sequence[str], value: str = "value", **labels: t
     return df
 
 
-def summarise(df: pd.DataFrame, by: str | Sequence[str], value: str, ci: float = 0.95) -> pd.DataFrame:
-    """Mean, normal-approximation confidence band (``lo``, ``hi``), ``sd`` and ``n`` per group."""
-    from scipy import stats
-
-    by = [by] if isinstance(by, str) else list(by)
-    g = df.groupby(by, sort=True, observed=True)[value]
-    out = g.agg(mean="mean", sd="std", n="count").reset_index()
-    z = float(stats.norm.ppf(0.5 + ci / 2))
-    half = z * out["sd"].fillna(0.0) / np.sqrt(out["n"])
-    out["lo"], out["hi"] = out["mean"] - half, out["mean"] + half
-    return out
-
-
 def top_tokens(model: Any, logits: Any, k: int = 5) -> pd.DataFrame:
     """The ``k`` most likely next tokens after the last position of ``logits`` ``[batch, pos, vocab]``."""
     probs = logits[0, -1].float().softmax(-1)

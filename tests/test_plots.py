@@ -11,6 +11,7 @@ import torch
 
 from paragraph_planning import charts as plots
 from paragraph_planning.book import plots as render
+from paragraph_planning.core.inference import group_summary
 
 rng = np.random.default_rng(0)
 RAW = pd.DataFrame({"group": np.repeat(["forget", "retain"], 6000), "value": rng.normal(size=12000),
@@ -24,7 +25,7 @@ def _has_tooltip(spec: dict) -> bool:
 def _summary() -> pd.DataFrame:
     df = pd.DataFrame({"layer": np.tile(np.arange(6), 50), "method": np.repeat(["zero", "mean"], 150),
                        "loss": rng.normal(size=300)})
-    return plots.summarise(df, ["method", "layer"], "loss")
+    return group_summary(df, ["method", "layer"], "loss")
 
 
 BUILDERS = {
@@ -77,7 +78,7 @@ def test_to_frame_and_summarise():
     assert df.loc[(df.layer == 1) & (df.pos == 2), ["x", "token"]].values.tolist() == [[5.0, "c"]]
     with pytest.raises(ValueError):
         plots.to_frame(torch.zeros(2, 3), ["only_one"])
-    s = plots.summarise(pd.DataFrame({"g": ["a", "a", "b"], "v": [1.0, 3.0, 5.0]}), "g", "v")
+    s = group_summary(pd.DataFrame({"g": ["a", "a", "b"], "v": [1.0, 3.0, 5.0]}), "g", "v")
     assert s.set_index("g").loc["a", "mean"] == 2.0 and s.set_index("g").loc["a", "lo"] < 2.0 < s.set_index("g").loc["a", "hi"]
 
 

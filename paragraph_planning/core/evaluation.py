@@ -133,3 +133,24 @@ def evaluate_many(model: HookedModel, corpora: Mapping[str, torch.Tensor], **kwa
         raise ValueError("corpora is empty: pass {name: batches}.")
     rows = {name: evaluate_lm(model, batches, **kwargs) for name, batches in corpora.items()}
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("corpus")
+
+
+def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, k: int = 5) -> dict[str, torch.Tensor]:
+    """Per-example metrics of a classifier: ``top1`` and ``top{k}`` (bool) and ``loss`` (cross-entropy), each ``[n]``.
+
+    ``k`` is capped at the number of classes; a label outside the model's classes counts as wrong,
+    with a NaN loss. The one place image accuracy is computed; sums and means (and bootstrap
+    intervals over examples) are taken from these.
+    """
+    logits = logits.float().cpu()
+    labels = torch.as_tensor(labels).long().cpu()
+    if logits.ndim != 2 or logits.shape[0] != labels.shape[0]:
+        raise ValueError(f"logits must be [n, classes] with one label each, got {tuple(logits.shape)} and "
+                         f"{tuple(labels.shape)}.")
+    k = min(k, logits.shape[-1])
+    top = logits.topk(k, dim=-1).indices
+    valid = (labels >= 0) & (labels < logits.shape[-1])  # a label the model cannot predict: wrong, loss NaN
+    loss = torch.full(labels.shape, float("nan"))
+    loss[valid] = torch.nn.functional.cross_entropy(logits[valid], labels[valid], reduction="none")
+    return {"top1": top[:, 0] == labels, f"top{k}": (top == labels[:, None]).any(-1), "loss": loss}
+

@@ -34,6 +34,8 @@ import pyarrow as pa
 import torch
 import torch.nn.functional as F
 
+from ..core.evaluation import classification_metrics
+
 FASHION_MNIST_DIR = Path(os.environ.get("FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist"))
 """Where the Debian package ``dataset-fashion-mnist`` puts the idx.gz files (override: ``$FASHION_MNIST_DIR``)."""
 
@@ -328,12 +330,10 @@ def evaluate_images(
 
         batches = tqdm(batches, total=-(-len(dataset) // batch_size), desc="evaluate", leave=False)
     for pixels, labels in batches:
-        logits = _logits(model, pixels).float().cpu()
-        k = min(5, logits.shape[-1])
-        topk = logits.topk(k, dim=-1).indices
-        top1.append(topk[:, 0] == labels)
-        top5.append((topk == labels[:, None]).any(-1))
-        losses.append(F.cross_entropy(logits, labels, reduction="none"))
+        m = classification_metrics(_logits(model, pixels), labels)
+        top1.append(m["top1"])
+        top5.append(next(v for key, v in m.items() if key not in ("top1", "loss")))
+        losses.append(m["loss"])
         labels_all.append(labels)
     y = torch.cat(labels_all).numpy()
     frame = pd.DataFrame({"label": y, "top1": torch.cat(top1).float().numpy(),

@@ -40,10 +40,9 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 
 from ..core.architectures import layer_of, parse_name
-from ..core.evaluation import evaluate_lm
+from ..core.evaluation import classification_metrics, evaluate_lm
 from ..core.hooks import HookedModel
 from ..core.interventions import mask_fn
 from ..core.peaks import hist_mode, kde_mode, skewness
@@ -245,11 +244,9 @@ def _score_chunk(model: HookedModel, task: EvalTask, i: int) -> dict[str, float]
                         max_logit_bytes=x.shape[0] * x.shape[1] * vocab * 4)
         n = r["n_tokens"]
         return {"loss": r["loss"] * n, "top1": r["top1"] * n, "top10": r["top10"] * n, "n": n}
-    logits = model(x).float().cpu()
-    y = task.labels[i]  # type: ignore[index]
-    top = logits.topk(min(5, logits.shape[-1]), -1).indices
-    return {"loss": float(F.cross_entropy(logits, y, reduction="sum")), "top1": float((top[:, 0] == y).sum()),
-            "top5": float((top == y[:, None]).any(-1).sum()), "n": len(y)}
+    m = classification_metrics(model(x), task.labels[i])  # type: ignore[index]
+    k = next(key for key in m if key not in ("top1", "loss"))
+    return {"loss": float(m["loss"].sum()), "top1": float(m["top1"].sum()), "top5": float(m[k].sum()), "n": len(m["loss"])}
 
 
 def evaluate_task(model: HookedModel, task: EvalTask,

@@ -29,6 +29,7 @@ import torch
 from ..cache import cached
 from ..core.architectures import hook_name
 from ..core.clustering import off_diagonal, overlap_matrix, similarity_order, smallest_fraction, top_fraction, top_pairs
+from ..core.evaluation import classification_metrics
 from ..core.hooks import HookedModel
 from ..data.tasks import CHUNK_CHARS, RETAIN_CORPORA, Task, nested, retain_texts
 
@@ -343,7 +344,8 @@ def image_evaluator(ref: ModelRef, tasks: Sequence[Task], scores: Scores, *, eva
     by = {t.name: t for t in tasks}
 
     def run(classes: set[str]) -> dict[str, torch.Tensor]:
-        return {c: (model(proc(imgs[c])).argmax(-1).cpu() == FASHION_CLASSES.index(c)).float() for c in classes}
+        return {c: classification_metrics(model(proc(imgs[c])), torch.full((len(imgs[c]),), FASHION_CLASSES.index(c))
+                                          )["top1"].float() for c in classes}
 
     def evaluate(prune_for: str | None, frac: float, on: Sequence[str]) -> dict[str, float]:
         classes = {c for u in on for c in by[u].classes}

@@ -107,9 +107,10 @@ def moe_claims(conc: pd.DataFrame, n_layers: int, model: str) -> list[dict[str, 
 
 def moe_chart(conc: pd.DataFrame, title: str = "") -> Any:
     """Per layer, mean concentration of task neurons in k-means vs random clusters (band: 95 % CI over tasks)."""
-    from ..charts import line_with_band, summarise
+    from ..charts import line_with_band
+    from ..core.inference import group_summary
 
     long = pd.concat([conc.assign(clusters="k-means (MoEfication)", concentration=conc.kmeans),
                       conc.assign(clusters="random equal-size", concentration=conc.random)])
-    df = summarise(long, ["layer", "clusters"], "concentration").rename(columns={"mean": "concentration"})
+    df = group_summary(long, ["layer", "clusters"], "concentration").rename(columns={"mean": "concentration"})
     return line_with_band(df, "layer", "concentration", "clusters", "lo", "hi", title=title, tooltip=["n"])
