@@ -39,6 +39,19 @@ from ..core.evaluation import classification_metrics
 FASHION_MNIST_DIR = Path(os.environ.get("FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist"))
 """Where the Debian package ``dataset-fashion-mnist`` puts the idx.gz files (override: ``$FASHION_MNIST_DIR``)."""
 
+IMAGE_POSITIONS: dict[str, list[int] | None] = {"cls": [0], "all": None}
+"""Where neuron statistics of a ViT are taken, one policy for every chapter: ``"cls"`` (the class
+token, position 0: the one position the classifier reads its decision from; the default) or ``"all"``
+(the class token and every patch, as for language models)."""
+
+
+def image_positions(policy: str = "cls") -> list[int] | None:
+    """The ``positions`` argument of :func:`~paragraph_planning.core.statistics.collect_stats` for a policy."""
+    if policy not in IMAGE_POSITIONS:
+        raise ValueError(f"Unknown positions policy {policy!r}. Valid: {', '.join(IMAGE_POSITIONS)}.")
+    return IMAGE_POSITIONS[policy]
+
+
 FASHION_MNIST_HUB = "zalando-datasets/fashion_mnist"
 """Hub copy, used only when the Debian files are absent and the hub is reachable."""
 

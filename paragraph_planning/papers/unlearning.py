@@ -38,6 +38,7 @@ from ..core.hooks import HookedModel
 from ..core.interventions import NeuronMasks
 from ..core.pruning import PruningConfig, PruningResult, run_pruning, score_neurons, select_top
 from ..data.corpora import line_pieces
+from ..data.images import image_positions
 
 SITE_LABELS: dict[str, str] = {"mlp.pre_out": "FF", "attn.pre_out": "attention"}
 """Short names of the neuron sites used in tables."""
@@ -157,7 +158,7 @@ def collect_fn(pair: "TextPair | ImagePair", first: Mapping[str, Mapping[str, Mo
         if ready is not None and set(names) <= set(ready):
             return {n: ready[n] for n in names}
         layers = sorted({layer_of(n) for n in names})
-        positions = [0] if getattr(pair, "positions", "all") == "cls" else None
+        positions = image_positions(pair.positions) if isinstance(pair, ImagePair) else None
         stats = collect_stats(model, _collect_batches(model, getattr(pair, f"{which}_collect")),
                               sites=_sites_of(names), layers=layers, bins=1, reservoir=0, progress=False,
                               positions=positions)
@@ -220,8 +221,7 @@ def image_pair(
     statistics at the class token only, the one position a ViT classifier reads its decision from;
     ``"all"`` uses every token (CLS and patches), as for language models.
     """
-    if positions not in ("cls", "all"):
-        raise ValueError(f"positions must be 'cls' or 'all', got {positions!r}.")
+    image_positions(positions)  # raises on an unknown policy, naming the valid ones
     from ..data.corpora import load_corpus
     from ..data.images import images_array, labels_array, pixel_processor
 
