@@ -293,6 +293,17 @@ def cached(
     ``code``: the computing module when ``compute`` is not defined in it (default: ``compute``'s
     module; a function defined outside the package, e.g. in a notebook, gets the whole package's
     tag). Tensors come back on the CPU.
+
+    Example:
+        >>> model = pp.load_model("tiny-llama")
+        >>> def compute():
+        ...     print("computing")
+        ...     return model("Bees").sum()
+        >>> a = pp.cached("demo-logit-sum", {"text": "Bees"}, compute, model=model)
+        computing
+        >>> b = pp.cached("demo-logit-sum", {"text": "Bees"}, compute, model=model)  # stored: not computed again
+        >>> torch.equal(a, b)
+        True
     """
     if os.environ.get(NO_CACHE_ENV, "") not in ("", "0"):
         return compute()

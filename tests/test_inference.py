@@ -80,6 +80,21 @@ def test_permutation_test_within_groups():
     assert res["p"] < 0.001 and res["statistic"] > 0.9
 
 
+def test_permutation_test_without_groups_matches_scipy_exact():
+    """No groups: every label is shuffled across all units (two separated samples of 4: p = 1/70 exactly)."""
+    values = np.array([5.1, 4.9, 5.3, 5.2, 3.0, 3.2, 2.9, 3.1, 4.0, 3.9])
+    labels = np.array(["a"] * 4 + ["b"] * 6)
+
+    def diff(v, lab):
+        return v[lab == "a"].mean() - v[lab == "b"].mean()
+
+    res = inf.permutation_test(values, labels, diff, n_perm=20_000, seed=1)
+    exact = stats.permutation_test((values[:4], values[4:]), lambda x, y: x.mean() - y.mean(),
+                                   permutation_type="independent", alternative="greater", n_resamples=np.inf).pvalue
+    assert exact == pytest.approx(1 / 210)
+    assert res["p"] == pytest.approx(exact, abs=0.002) and abs(res["null_mean"]) < 0.02
+
+
 def test_mde_matches_the_normal_and_t_power_formulas():
     assert inf.mde(1.0) == pytest.approx(stats.norm.ppf(0.975) + stats.norm.ppf(0.8))  # 2.80
     sd, n = 0.24, 40

@@ -30,7 +30,13 @@ from .hooks import HookedModel
 
 
 class ModelNotAvailableError(RuntimeError):
-    """The model cannot be loaded here (unknown name, missing package or file, or the hub while offline)."""
+    """The model cannot be loaded here (unknown name, missing package or file, or the hub while offline).
+
+    Example:
+        >>> pp.load_model("smollm-135m")
+        Traceback (most recent call last):
+        paragraph_planning.core.models.ModelNotAvailableError: Unknown model 'smollm-135m'. Did you mean 'smollm2-135m'? ...
+    """
 
 
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
@@ -152,7 +158,13 @@ RANDOM_INIT_SEED_OFFSET = 7_919
 
 
 def offline_names() -> list[str]:
-    """Every name that loads without the network."""
+    """Every name that loads without the network.
+
+    Example:
+        >>> names = pp.offline_names()
+        >>> "smollm2-135m" in names, "tiny-llama" in names
+        (True, True)
+    """
     return [*GGUF_MODELS, *REGISTERED, *TINY_MODELS]
 
 
@@ -261,9 +273,8 @@ def load_model(
     the same ``seed``). ``dtype``: ``"float32"`` (default), ``"bfloat16"``, ``"float16"`` or a
     ``torch.dtype``. ``device_map`` (e.g. ``"auto"``) spreads a hub/folder model over GPUs.
 
-    Example::
-
-        >>> m = load_model("tiny-llama")
+    Example:
+        >>> m = pp.load_model("tiny-llama")
         >>> m.cfg.n_layers, m.hook_names("mlp.pre_out")
         (2, ['blocks.0.mlp.pre_out', 'blocks.1.mlp.pre_out'])
     """

@@ -77,6 +77,15 @@ class NeuronStats:
         name: hook name (``blocks.{i}.{site}``), used in error messages.
 
     Accumulators live on the device of the data (they move with the first update).
+
+    Example:
+        >>> s = pp.NeuronStats(2, bins=4, reservoir=3)
+        >>> s.update(torch.tensor([[1.0, -2.0], [3.0, 2.0]]))
+        >>> s.update(torch.tensor([[5.0, 0.0]]))
+        >>> s.count, s.mean.tolist(), s.mean_abs.tolist(), s.frac_pos.tolist()
+        (3, [3.0, 0.0], [3.0, 1.3333333333333333], [1.0, 0.3333333333333333])
+        >>> s.reservoir.shape, s.hist.sum(1).tolist()
+        (torch.Size([3, 2]), [3, 3])
     """
 
     def __init__(self, n_neurons: int, *, bins: int = 100, reservoir: int = 1024, pilot: int = 1,
@@ -329,12 +338,33 @@ class NeuronStats:
 
 
 def save_stats(stats: Mapping[str, NeuronStats], path: str | PathLike) -> None:
-    """Save ``{name: NeuronStats}`` (e.g. from :func:`collect_stats`) to one file with :func:`torch.save`."""
+    """Save ``{name: NeuronStats}`` (e.g. from :func:`collect_stats`) to one file with :func:`torch.save`.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> model = pp.load_model("tiny-llama")
+        >>> stats = pp.collect_stats(model, [model.to_tokens("Bees make honey.")], "mlp.pre_out", progress=False)
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "stats.pt"
+        >>> pp.save_stats(stats, path)
+        >>> again = pp.load_stats(path)
+        >>> list(again) == list(stats), torch.equal(again["blocks.1.mlp.pre_out"].peak, stats["blocks.1.mlp.pre_out"].peak)
+        (True, True)
+    """
     torch.save({name: s.to_dict() for name, s in stats.items()}, path)
 
 
 def load_stats(path: str | PathLike) -> dict[str, NeuronStats]:
-    """Load what :func:`save_stats` wrote (tensors on the CPU)."""
+    """Load what :func:`save_stats` wrote (tensors on the CPU).
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> s = pp.NeuronStats(3, name="blocks.0.mlp.pre_out")
+        >>> s.update(torch.arange(6.0).view(2, 3))
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "stats.pt"
+        >>> pp.save_stats({s.name: s}, path)
+        >>> pp.load_stats(path)["blocks.0.mlp.pre_out"].mean.tolist()
+        [1.5, 2.5, 3.5]
+    """
     return {name: NeuronStats.from_dict(d) for name, d in torch.load(path, map_location="cpu").items()}
 
 
@@ -382,6 +412,15 @@ def collect_stats(
     Raises:
         UnknownHookError: unknown site or layer. NonFiniteActivationError: a NaN/inf activation.
         ValueError: the stream had zero (non-padding) tokens.
+
+    Example:
+        >>> model = pp.load_model("tiny-llama")
+        >>> batches = pp.token_batches("wiki-en", model.tokenizer, n_tokens=512, seq_len=64, batch_size=4)
+        >>> stats = pp.collect_stats(model, batches, sites="mlp.pre_out", progress=False)
+        >>> list(stats), stats["blocks.0.mlp.pre_out"].count
+        (['blocks.0.mlp.pre_out', 'blocks.1.mlp.pre_out'], 512)
+        >>> stats["blocks.0.mlp.pre_out"].mean_abs.shape
+        torch.Size([48])
     """
     stats = {  # hook_names raises on an unknown site or layer, listing the valid ones
         name: NeuronStats(model.cfg.n_neurons(site_of(name)), bins=bins, reservoir=reservoir,
@@ -422,6 +461,13 @@ def stats_frame(stats: Mapping[str, NeuronStats]) -> pd.DataFrame:
 
     ``layer`` and ``site`` are read from ``blocks.{i}.{site}`` names; other names give layer -1 and
     the name as site.
+
+    Example:
+        >>> model = pp.load_model("tiny-llama")
+        >>> stats = pp.collect_stats(model, [model.to_tokens("Bees make honey.")], "attn.pre_out", progress=False)
+        >>> df = pp.stats_frame(stats)
+        >>> len(df), df.columns[:6].tolist()  # 2 layers x 32 attention neurons
+        (64, ['layer', 'site', 'neuron', 'count', 'mean', 'var'])
     """
     frames = []
     for name, s in stats.items():
