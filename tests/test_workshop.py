@@ -465,3 +465,21 @@ def test_book_variable_is_the_runners():
     from paragraph_planning.workshop.widgets import BOOK_ENV
 
     assert BOOK_ENV == RUNNER
+
+
+def test_instructor_page_matches_the_registry_and_the_makefile():
+    page = (ROOT / "book" / "instructor.md").read_text()
+    rows = re.findall(r"^\| [\d:]+ \| (\d\d\.\d) \| ([^|]+) \| (\d+) \| `(\w+)` \|$", page, re.M)
+    assert len(rows) >= 6
+    for ex_id, title, minutes, check in rows:
+        ex = EXERCISES[ex_id]
+        assert (title.strip(), int(minutes), check) == (ex.title, ex.minutes, ex.check_name), ex_id
+    assert sum(int(m) for _, _, m, _ in rows) <= 75, "the 90-minute plan leaves time for reading and demos"
+    for block in re.findall(r"^\| [A-Z][^|]+ \| ([\d., ]+) \| [^|]+ \| (\d+) \|$", page, re.M):
+        ids = [i.strip() for i in block[0].split(",")]
+        assert sum(EXERCISES[i].minutes for i in ids) == int(block[1]), ids
+    for ex_id in re.findall(r"(?<![\w.=])(\d\d\.\d)(?![\w.])", page):
+        assert ex_id in EXERCISES, ex_id
+    nodeps = re.search(r"^NODEPS := (.*?)(?<!\\)$", (ROOT / "Makefile").read_text(), re.M | re.S).group(1)
+    listed = re.search(r"pip download --no-deps (.*?) -d wheels/", page, re.S).group(1)
+    assert sorted(nodeps.replace("\\", " ").split()) == sorted(listed.replace("\\", " ").split())

@@ -139,8 +139,7 @@ EXERCISES: dict[str, Exercise] = dict([
         "`(a, b)`; special tokens have empty spans (`b == a`). Keep the tokens whose span lies inside the break.",
         "All checks pass on a character tokenizer (the break is two tokens) and a word tokenizer with a BOS "
         "token (one token, one position later than you might expect).",
-        so.break_positions, ba.check_break_positions, where="after the texts are split at their break",
-        imports="import torch  # not needed here, but the other exercises use it"),
+        so.break_positions, ba.check_break_positions, where="after the texts are split at their break", imports=""),
     _ex("01.2", "Transplant the break activations into a neutral prompt", 3, 3, 20,
         "Write `transplant_break(model, donor_ids, break_pos, neutral_ids, layer)`: record the residual stream "
         "leaving block `layer` (`resid_post`) at the donor's break tokens, write those vectors into the **last** "
