@@ -3,7 +3,7 @@
 The convention (one exercise, in this order; sphinx-exercise renders the directives):
 
 1. markdown, tag ``exercise``: ``{exercise-start}`` (title, label, ``:nonumber:``), the header line
-   (difficulty, importance, minutes), the task, and the hint as a collapsed admonition;
+   (difficulty, importance, minutes), the task, and the hint (``{hint}``, collapsed);
 2. code, tags ``exercise-stub`` and ``raises-exception``: the stub (signature, docstring,
    ``raise NotImplementedError``). Defining it raises nothing; the tag covers learners' top-level code
    under nbmake (papermill ignores the tag, so the book's chapters never raise at top level);
@@ -57,7 +57,7 @@ def exercise_cells(ex: Exercise) -> list[NotebookNode]:
     """The seven cells of one exercise (see the module docstring), without ids (nbformat adds them)."""
     opening = (f"```{{exercise-start}} {ex.id} · {ex.title}\n:label: {ex.label}\n:nonumber:\n```\n\n"
                f"{ex.header()} · checked by `{ex.check_name}`\n\n{ex.task}\n\n"
-               f"```{{admonition}} Hint\n:class: dropdown\n{ex.hint}\n```")
+               f"```{{hint}}\n:class: dropdown\n{ex.hint}\n```")
     return [
         _md(opening, EXERCISE_TAG),
         _code(ex.stub(), STUB_TAG, RAISES_TAG),
