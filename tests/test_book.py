@@ -169,61 +169,6 @@ def test_cli_list_and_errors(capsys):
     assert cli(["build", "--profile", "no-such-profile", "--no-html", "--staging", "/nonexistent/x"]) == 1
 
 
-def _fake_book(root: Path, cell: str) -> None:
-    """A one-chapter book whose chapter has a parameter ``x`` and runs ``cell``."""
-    (root / "book").mkdir(parents=True)
-    (root / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n  - file: book/01_fake\n")
-    (root / "_config.yml").write_text("title: fake\n")
-    (root / "book" / "intro.md").write_text("# Fake\n")
-    (root / "book" / "params.yml").write_text("full:\n  01_fake: {x: 2}\ntiny:\n  01_fake: {x: 3}\n")
-    nb = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_code_cell("x = 1  # a knob", metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell(cell),
-    ], metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
-    nbformat.write(nb, str(root / "book" / "01_fake.ipynb"))
-
-
-def test_run_injects_parameters_and_reuse_skips(tmp_path):
-    _fake_book(tmp_path, "y = x * 10\nprint(y)")
-    staging = tmp_path / "_staging"
-    execution.stage(tmp_path, staging)
-    chapter = chs.find_chapter("fake", tmp_path)
-    params = {**chs.profile_parameters("tiny", chapter, tmp_path), "x": 7}
-    assert book.execute_chapter(chapter, params, staging, tmp_path, profile="tiny") is not None
-    executed = _read(staging / chapter.path)
-    code = [c for c in executed.cells if c.cell_type == "code"]
-    assert code[-1].outputs[0]["text"].strip() == "70"  # the injected value won
-    assert executed.metadata["paragraph_planning"]["parameters"] == {"x": 7}
-    boxes = [c.source for c in executed.cells if provenance.TAG in c.metadata.get("tags", [])]
-    assert len(boxes) == 2 and "run fake --profile tiny -p x 7" in boxes[1]
-    assert book.execute_chapter(chapter, params, staging, tmp_path, reuse=True) is None  # unchanged: reused
-    assert book.execute_chapter(chapter, {"x": 8}, staging, tmp_path, reuse=True) is not None
-
-
-def test_failing_chapter_names_chapter_cell_and_error(tmp_path):
-    _fake_book(tmp_path, "import math\nz = math.sqrt(-x)")
-    staging = tmp_path / "_staging"
-    execution.stage(tmp_path, staging)
-    with pytest.raises(chs.BookError) as err:
-        book.execute_all(tmp_path, staging, "full")
-    msg = str(err.value)
-    assert "01_fake" in msg and "cell" in msg and "z = math.sqrt(-x)" in msg and "ValueError" in msg
-
-
-def test_stage_mirrors_sources_and_keeps_executed_chapters(tmp_path):
-    _fake_book(tmp_path, "pass")
-    staging = tmp_path / "_staging"
-    (tmp_path / "book" / "extra.md").write_text("old")
-    execution.stage(tmp_path, staging)
-    (staging / "book" / "01_fake.ipynb").write_text("executed")  # stands for an executed copy
-    (tmp_path / "book" / "extra.md").unlink()
-    (tmp_path / "book" / "intro.md").write_text("# Changed\n")
-    execution.stage(tmp_path, staging)
-    assert not (staging / "book" / "extra.md").exists()
-    assert (staging / "book" / "intro.md").read_text() == "# Changed\n"
-    assert (staging / "book" / "01_fake.ipynb").read_text() == "executed"
-
-
 # ----------------------------------------------------------------------------- the tiny book
 @pytest.fixture(scope="module")
 def staging(tmp_path_factory):

@@ -21,6 +21,7 @@ import pytest
 from paragraph_planning import cache, prose
 from paragraph_planning.book import chapters as chs
 from paragraph_planning.book import checks, execution, parameters, provenance
+from paragraph_planning.book import runner as book
 from paragraph_planning.book.cli import main as cli
 from paragraph_planning.book.parameters import CliText, parse_parameter
 
@@ -232,7 +233,7 @@ def test_provenance_box_names_models_changes_cache_and_a_command_that_reproduces
               {"event": "cache", "kind": "curves", "loaded": False, "seconds": 12.0}]
     base = chs.profile_parameters("tiny", chapter, tmp_path)
     box = provenance.provenance_markdown(chapter, "tiny", full, base, declared, events, 83.0, tmp_path)
-    assert "`tiny-llama` (float32, cpu, weights `abc123`)" in box and "torch 9.9, transformers 8.8" in box
+    assert "`tiny-llama` (float32, cpu, weights `abc123`, loaded in 0.0 s)" in box and "torch 9.9, transformers 8.8" in box
     assert "1 loaded from the cache (neuron-stats)" in box and "1 computed and stored (curves; 12 s)" in box
     assert "1 min 23 s" in box and "not a git checkout" in box
     assert "| `x` | `3` | `3` |  |" in box and "| `name` | `'c d'` | `'a b'` | **yes** |" in box
@@ -303,6 +304,49 @@ def test_hand_quoted_results_are_found(text):
 ])
 def test_method_constants_pass(text):
     assert checks.hand_quoted(text) == [], text
+
+
+# ============================================================================ staging and execution
+def test_stage_mirrors_sources_and_keeps_executed_chapters(tmp_path):
+    _fake_book(tmp_path, ["pass"])
+    staging = tmp_path / "_staging"
+    (tmp_path / "book" / "extra.md").write_text("old")
+    execution.stage(tmp_path, staging)
+    (staging / "book" / "01_fake.ipynb").write_text("executed")  # stands for an executed copy
+    (tmp_path / "book" / "extra.md").unlink()
+    (tmp_path / "book" / "intro.md").write_text("# Changed\n")
+    execution.stage(tmp_path, staging)
+    assert not (staging / "book" / "extra.md").exists()
+    assert (staging / "book" / "intro.md").read_text() == "# Changed\n"
+    assert (staging / "book" / "01_fake.ipynb").read_text() == "executed"
+
+
+@pytest.mark.book
+def test_run_injects_parameters_and_reuse_skips(tmp_path):
+    chapter = _fake_book(tmp_path, ["y = x * 10\nprint(y)"])
+    staging = tmp_path / "_staging"
+    execution.stage(tmp_path, staging)
+    params = {**chs.profile_parameters("tiny", chapter, tmp_path), "x": 7}
+    assert book.execute_chapter(chapter, params, staging, tmp_path, profile="tiny") is not None
+    executed = nbformat.read(str(staging / chapter.path), as_version=4)
+    code = [c for c in executed.cells if c.cell_type == "code"]
+    assert code[-1].outputs[0]["text"].strip() == "70"  # the injected value won
+    assert executed.metadata["paragraph_planning"]["parameters"] == {"x": 7}
+    boxes = [c.source for c in executed.cells if provenance.TAG in c.metadata.get("tags", [])]
+    assert len(boxes) == 2 and "run fake --profile tiny -p x 7" in boxes[1]
+    assert book.execute_chapter(chapter, params, staging, tmp_path, reuse=True) is None  # unchanged: reused
+    assert book.execute_chapter(chapter, {"x": 8}, staging, tmp_path, reuse=True) is not None
+
+
+@pytest.mark.book
+def test_failing_chapter_names_chapter_cell_and_error(tmp_path):
+    _fake_book(tmp_path, ["import math\nz = math.sqrt(-x)"])
+    staging = tmp_path / "_staging"
+    execution.stage(tmp_path, staging)
+    with pytest.raises(chs.BookError) as err:
+        book.execute_all(tmp_path, staging, "full")
+    msg = str(err.value)
+    assert "01_fake failed in cell" in msg and "->   2 z = math.sqrt(-x)" in msg and "ValueError" in msg
 
 
 # ============================================================================ atomic runs (kernels)

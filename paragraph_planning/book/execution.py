@@ -193,7 +193,8 @@ class Progress:
 
     def _line(self) -> str:
         section, i, n = self.state
-        return f"  {self.name}: {(section or '')[:60]} (cell {i}/{n}) {_clock(time.perf_counter() - self.t0)}"
+        where = f"{section[:60]} (cell {i}/{n})" if section is not None else "starting the kernel"
+        return f"  {self.name}: {where} {_clock(time.perf_counter() - self.t0)}"
 
     def _tick(self) -> None:
         while not self._stop.wait(1.0):

@@ -96,7 +96,8 @@ def _models(events: list[dict[str, Any]]) -> list[str]:
     for e in events:
         if e.get("event") == "model":
             key = (e.get("label"), e.get("dtype"), e.get("device"), e.get("weights"))
-            seen.setdefault(key, f"`{e.get('label')}` ({e.get('dtype')}, {e.get('device')}, weights `{e.get('weights')}`)")
+            seen.setdefault(key, f"`{e.get('label')}` ({e.get('dtype')}, {e.get('device')}, weights `{e.get('weights')}`, "
+                                 f"loaded in {float(e.get('seconds') or 0):.1f} s)")
     return list(seen.values())
 
 
@@ -143,22 +144,22 @@ def provenance_markdown(chapter: Chapter, profile: str, values: Mapping[str, Any
         ("Wall time", f"{_duration(seconds)}, finished {time.strftime('%Y-%m-%d %H:%M')}"),
         ("Expensive results", _cache(events)),
     ]
-    table = ["| | |", "|---|---|", *(f"| {k} | {_cell(v)} |" for k, v in rows)]
+    summary = [f"- **{k}:** {_cell(v)}" for k, v in rows]
     params = ["| parameter | value | profile value | changed |", "|---|---|---|---|"]
+    changed = 0
     for k, p in declared.items():
         base = profile_values.get(k, p.default)
         value = values.get(k, base)
+        changed += value != base
         params.append(f"| `{k}` | {_code(value)} | {_code(base)} | {'**yes**' if value != base else ''} |")
     return "\n".join([
         ":::{admonition} Provenance of this page",
         f":class: note {TAG}",
         "",
         f"Computed with the `{profile}` profile of `book/params.yml`"
-        + (" and the changes marked below." if any(values.get(k, profile_values.get(k, p.default)) !=
-                                                   profile_values.get(k, p.default) for k, p in declared.items())
-           else ", unchanged."),
+        + (f" and {changed} parameter(s) changed (marked below)." if changed else ", unchanged."),
         "",
-        *table,
+        *summary,
         "",
         *params,
         ":::",

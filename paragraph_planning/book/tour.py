@@ -72,7 +72,7 @@ def _runs(layers: list[int]) -> str:
             spans[-1].append(x)
         else:
             spans.append([x])
-    return listing([f"{s[0]} to {s[-1]}" if len(s) > 2 else ", ".join(map(str, s)) for s in spans])
+    return listing([item for s in spans for item in ([f"{s[0]} to {s[-1]}"] if len(s) > 2 else map(str, s))])
 
 
 def sweep_prose(sweep: pd.DataFrame, pos: int) -> Prose:
