@@ -366,9 +366,9 @@ def test_a_failing_run_keeps_the_previous_page_and_html_byte_identical(tmp_path,
     assert cli([*args[:-1], "--out", str(out), "-p", "x", "5"]) == 1
     err = capsys.readouterr().err
     assert "->   3 w = 100 // (x - 5)" in err and "z += 1" in err and "ZeroDivisionError" in err
-    assert "01_fake: previous page kept; the failing notebook is " + str(staging / "failed" / "01_fake.ipynb") in err
+    assert "01_fake: previous page kept; the failing notebook is " + str(staging / execution.FAILED / "01_fake.ipynb") in err
     assert _tree(staging / "book") == page and _tree(out) == html
-    failed = nbformat.read(str(staging / "failed" / "01_fake.ipynb"), as_version=4)
+    failed = nbformat.read(str(staging / execution.FAILED / "01_fake.ipynb"), as_version=4)
     assert any(o.get("ename") == "ZeroDivisionError" for c in failed.cells for o in c.get("outputs", []))
     assert not any((staging / execution.RUNNING).iterdir())
 
@@ -410,6 +410,6 @@ def test_ctrl_c_on_a_tiny_run_leaves_no_partial_page(tmp_path):
     assert err.strip() == "interrupted: 00_getting_started (previous page kept)"
     assert page.read_text() == '{"previous": "page"}'
     assert not any((staging / execution.RUNNING).iterdir())
-    assert (staging / "failed" / "00_getting_started.ipynb").exists()
+    assert (staging / execution.FAILED / "00_getting_started.ipynb").exists()
     time.sleep(1)
     assert _kernels_of(proc.pid) == []

@@ -2,9 +2,9 @@
 
 * :func:`stage` mirrors the book's sources into the staging copy, keeping executed chapters.
 * :func:`book_lock` lets one ``run``/``build`` at a time work on a staging copy (others wait or refuse).
-* :func:`execute` runs papermill into ``<staging>/.running/`` and moves the notebook into place only
-  when every cell succeeded; a failing or interrupted run leaves the previous page untouched and
-  keeps its notebook in ``<staging>/failed/``.
+* :func:`execute` runs papermill into ``<staging>/_build/running/`` and moves the notebook into
+  place only when every cell succeeded; a failing or interrupted run leaves the previous page
+  untouched and keeps its notebook in ``<staging>/_build/failed/`` (``_build`` is never rendered).
 * :class:`Progress` shows the running section and the elapsed time (one updating line on a
   terminal, one line per section in a log).
 """
@@ -26,9 +26,9 @@ from ..util import CACHE_ENV, cache_root
 from .chapters import BookError, Chapter, chapters
 
 BOOK_ENV = "PARAGRAPH_PLANNING_BOOK"  # same value as plots.BOOK_ENV; not imported (altair is slow)
-RUNNING = ".running"
+RUNNING = "_build/running"
 """Folder of the staging copy where chapters execute (moved into ``book/`` on success)."""
-FAILED = "failed"
+FAILED = "_build/failed"
 """Folder of the staging copy that keeps the executed notebook of the last failed run of each chapter."""
 _SKIP = {"_build", ".ipynb_checkpoints", "__pycache__"}
 
@@ -269,11 +269,11 @@ def execute(chapter: Chapter, params: Mapping[str, Any], staging: Path, root: Pa
             progress: Progress | None = None, finish: Any = None) -> float:
     """Execute ``chapter`` with ``params`` into the staging copy atomically; returns the wall time.
 
-    papermill writes ``<staging>/.running/<chapter>.ipynb`` (the kernel appends its events next to
+    papermill writes ``<staging>/_build/running/<chapter>.ipynb`` (the kernel appends its events next to
     it); ``finish(notebook, events_path, seconds)`` may edit the notebook (metadata, provenance);
     only then does the notebook replace ``<staging>/book/<chapter>.ipynb``. A failing cell raises
     :class:`ChapterFailed`, Ctrl-C :class:`Interrupted`; either way the page in place is untouched
-    and the executed notebook goes to ``<staging>/failed/<chapter>.ipynb``.
+    and the executed notebook goes to ``<staging>/_build/failed/<chapter>.ipynb``.
     """
     import nbformat
     import papermill
@@ -327,7 +327,7 @@ def execute(chapter: Chapter, params: Mapping[str, Any], staging: Path, root: Pa
 
 
 def _keep_failed(tmp: Path, staging: Path, chapter: Chapter) -> Path | str:
-    """Move the executed notebook of a failed run to ``<staging>/failed/`` (returns where, or why not)."""
+    """Move the executed notebook of a failed run to ``<staging>/_build/failed/`` (returns where, or why not)."""
     dest = staging / FAILED / chapter.path.name
     if not tmp.exists():
         return "not written (the kernel had not started)"
