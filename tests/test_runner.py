@@ -144,7 +144,8 @@ def test_mistyped_parameters_fail_in_seconds_before_anything_starts(tmp_path, ca
 TRACEBACK = [
     "\x1b[0;31mZeroDivisionError\x1b[0m Traceback (most recent call last)",
     "Cell \x1b[0;32mIn[3], line 5\x1b[0m\n      3 c = 3\n      4 d = 4\n----> 5 e = f(d)\n      6 g = 6",
-    "File \x1b[0;32m/x/paragraph_planning/papers/ablation.py:12\x1b[0m, in \x1b[0;36mf\x1b[0m\n     12 return 1 / 0",
+    "File \x1b[0;32m/x/paragraph_planning/papers/ablation.py:12\x1b[0m, in \x1b[0;36mf\x1b[0m(a, b)\n"
+    "     11 a = 1\n---> 12 return a / 0\n     13 pass",
     "\x1b[0;31mZeroDivisionError\x1b[0m: division by zero",
 ]
 
@@ -155,7 +156,7 @@ def test_the_excerpt_marks_the_failing_line_with_context():
     lines = text.splitlines()
     assert lines[0].strip() == "3 c = 3" and "->   5 e = f(d)" in text and lines[4].strip() == "7 h = 7"
     assert "a = 1" not in text and "i = 8" not in text
-    assert lines[-1].strip() == "raised in paragraph_planning/papers/ablation.py:12 (f)"
+    assert lines[-1].strip() == "raised in paragraph_planning/papers/ablation.py:12 (f): return a / 0"
 
 
 def test_progress_prints_one_line_per_section_not_per_cell(capsys):

@@ -251,11 +251,12 @@ def excerpt(source: str, traceback: list[str], context: int = 3) -> str:
     n = cell_lines[-1]
     lo, hi = max(1, n - context), min(len(lines), n + context)
     out = [f"  {'->' if i == n else '  '} {i:3d} {lines[i - 1]}" for i in range(lo, hi + 1)]
-    frames = re.findall(r"^File ([^\s:]+):(\d+), in (\S+)", text, re.M)
-    last_cell = text.rfind("Cell In")
-    if frames and text.rfind("File ") > last_cell >= 0:
-        path, line, func = frames[-1]
-        out.append(f"       raised in {_short_path(path)}:{line} ({func})")
+    frames = list(re.finditer(r"^File ([^\s:]+):(\d+), in (\w+)", text, re.M))
+    if frames and frames[-1].start() > text.rfind("Cell In"):
+        path, line, func = frames[-1].groups()
+        arrow = re.search(r"^-+> *\d+ (.*)$", text[frames[-1].end():], re.M)
+        code = f": {arrow.group(1).strip()[:100]}" if arrow else ""
+        out.append(f"       raised in {_short_path(path)}:{line} ({func}){code}")
     return "\n".join(out)
 
 

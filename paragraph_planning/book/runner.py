@@ -36,12 +36,12 @@ from .provenance import append_boxes, read_events
 STAGING = "_staging"
 
 
-def _stamp(root: Path, chapter: Chapter, params: Mapping[str, Any]) -> str:
-    """What an executed notebook depends on: its source, its parameters and the package's code."""
+def _stamp(root: Path, chapter: Chapter, params: Mapping[str, Any], profile: str) -> str:
+    """What an executed notebook depends on: its source, its parameters (and profile) and the package's code."""
     from ..cache import code_tag
 
     h = hashlib.sha256((root / chapter.path).read_bytes())
-    h.update(json.dumps(params, sort_keys=True, default=str).encode())
+    h.update(json.dumps([profile, params], sort_keys=True, default=str).encode())
     h.update(code_tag().encode())
     return h.hexdigest()[:20]
 
@@ -67,7 +67,7 @@ def execute_chapter(
     root, staging = Path(root), Path(staging).absolute()
     check_parameters(chapter, params, root)
     target = staging / chapter.path
-    stamp = _stamp(root, chapter, params)
+    stamp = _stamp(root, chapter, params, profile)
     if reuse and target.exists() and _executed_stamp(target) == stamp:
         return None
     declared = declared_parameters(chapter, root)
