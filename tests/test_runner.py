@@ -335,8 +335,8 @@ def test_run_injects_parameters_and_reuse_skips(tmp_path):
     assert executed.metadata["paragraph_planning"]["parameters"] == {"x": 7}
     boxes = [c.source for c in executed.cells if provenance.TAG in c.metadata.get("tags", [])]
     assert len(boxes) == 2 and "run fake --profile tiny -p x 7" in boxes[1]
-    assert book.execute_chapter(chapter, params, staging, tmp_path, reuse=True) is None  # unchanged: reused
-    assert book.execute_chapter(chapter, {"x": 8}, staging, tmp_path, reuse=True) is not None
+    assert book.execute_chapter(chapter, params, staging, tmp_path, reuse=True, profile="tiny") is None  # reused
+    assert book.execute_chapter(chapter, {"x": 8}, staging, tmp_path, reuse=True, profile="tiny") is not None
 
 
 @pytest.mark.book
