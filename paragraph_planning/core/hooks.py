@@ -44,6 +44,14 @@ _SITE_LOCATION: dict[str, tuple[str | None, str]] = {
 _INPUT_KEYS = ("input_ids", "inputs_embeds", "pixel_values")
 
 
+class _StopForward(Exception):
+    """Raised by :meth:`HookedModel.run_body`'s hook to end a forward pass early; never escapes it."""
+
+
+def _stop_forward(_mod: nn.Module, _args: tuple, _output: Any) -> None:
+    raise _StopForward
+
+
 class UnknownHookError(KeyError):
     """A hook name that the model does not have.
 
@@ -237,6 +245,30 @@ class HookedModel:
         if self.cfg.kind == "image" and not hasattr(out, "logits"):
             return out.last_hidden_state
         return out.logits
+
+    @torch.no_grad()
+    def run_body(self, inputs: Any = None, *, last_layer: int | None = None, **kwargs: Any) -> None:
+        """Forward pass for its hooks only: blocks ``0..last_layer`` run, then the pass stops.
+
+        Takes the same inputs as :meth:`__call__` and returns nothing: no final norm, no head, no logits
+        (the unembedding is a large part of a small language model's forward pass), and no block after
+        ``last_layer`` (default: the last block). Hooks at blocks ``<= last_layer`` see exactly what
+        they see in a full forward pass; hooks at later blocks do not run. The pass is ended by an
+        exception raised after every hook on block ``last_layer`` has run, caught here; the stopping
+        hook is removed whatever happens, and the model is left as it was.
+        """
+        layer = self.cfg.n_layers - 1 if last_layer is None else int(last_layer)
+        if not 0 <= layer < self.cfg.n_layers:
+            raise UnknownHookError(f"Layer {layer} out of range: {self.name} has layers 0..{self.cfg.n_layers - 1}.")
+        kwargs = self._inputs(inputs, kwargs)
+        handle = self._blocks[layer].register_forward_hook(_stop_forward)  # added last: runs after the others
+        try:
+            self.hf(**kwargs)
+        except _StopForward:
+            return
+        finally:
+            handle.remove()
+        raise RuntimeError(f"The forward pass of {self.name} ended without running block {layer}.")
 
     # ----------------------------------------------------------------- hooks
     def _track_offset(self) -> RemovableHandle:
