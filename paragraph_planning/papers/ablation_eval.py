@@ -125,7 +125,7 @@ def image_inputs(model: HookedModel, source: str, n: int, split: str, seed: int 
         labels = torch.randint(0, int(model.hf.config.num_labels), (n,), generator=g)
     else:
         ds = images.load_fashion_mnist(split).select(range(n))
-        grey, labels = torch.from_numpy(images.images_array(ds)), torch.as_tensor(images.labels_array(ds))
+        grey, labels = torch.tensor(images.images_array(ds)), torch.tensor(images.labels_array(ds))
     return (grey if raw else images.pixel_processor(model)(grey)), labels.long()
 
 
