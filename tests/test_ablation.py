@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from paragraph_planning import load_model
+from paragraph_planning.core.architectures import hook_name, layer_of
 from paragraph_planning.core.interventions import mask_fn
 from paragraph_planning.core.peaks import hist_mode, kde_mode, kde_mode_scipy, skewness
 from paragraph_planning.papers.ablation import (
@@ -31,7 +32,7 @@ from paragraph_planning.papers.ablation_eval import (
     unit_ranks,
 )
 
-SITE = "blocks.0.attn.pre_out"
+SITE = hook_name(0, "attn.pre_out")
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +62,7 @@ def _recorded(model, batches, name):
 @pytest.mark.parametrize("method", ["zero", "mean", "peak", "median", "peak-kde"])
 def test_constant_replacement_equals_its_definition(model, ref, method):
     ref, batches = ref
-    for name in (SITE, "blocks.1.mlp.pre_out"):
+    for name in (SITE, hook_name(1, "mlp.pre_out")):
         x = _recorded(model, batches, name)  # [tokens, neurons], all reference activations
         s = ref.stats[name]
         if method == "zero":
@@ -110,7 +111,7 @@ def test_reference_stats_extra_bins_use_same_tokens(ref):
 def test_resample_writes_the_same_position_of_each_units_own_source(model):
     task = lm_task(_ids(8, 16, 1))
     pool = _ids(20, 16, 2)
-    names = [SITE, "blocks.1.attn.pre_out"]
+    names = [SITE, hook_name(1, "attn.pre_out")]
     res = Resampler("corpus", pool=pool)
     sources = res.sources(task, seed=5)
     assert all(any(torch.equal(s, p) for p in pool) for s in sources)  # whole pool rows
@@ -140,7 +141,7 @@ def test_units_score_the_same_alone_and_in_a_batch(model, ref):
     """Per-unit masks and sources line up with their rows: batch size changes nothing."""
     ref, _ = ref
     task = lm_task(_ids(6, 12, 3))
-    names = [SITE, "blocks.1.mlp.pre_out"]
+    names = [SITE, hook_name(1, "mlp.pre_out")]
     ranks = unit_ranks({n: ref.stats[n].n_neurons for n in names}, task.n_units, seed=1)
     sources = Resampler("tokens", vocab_size=260).sources(task, seed=1)
     values = {"mean": replacement_values(ref, "mean")}
@@ -170,12 +171,13 @@ def test_random_token_source_keeps_bos_and_is_seeded():
 
 
 def test_unit_subsets_grow_cumulatively_without_replacement_and_are_seeded():
-    sizes = {"blocks.0.attn.pre_out": 64, "blocks.1.attn.pre_out": 64, "blocks.0.mlp.pre_out": 30}
+    a0, a1, m0 = hook_name(0, "attn.pre_out"), hook_name(1, "attn.pre_out"), hook_name(0, "mlp.pre_out")
+    sizes = {a0: 64, a1: 64, m0: 30}
     ranks = unit_ranks(sizes, 5, seed=7)
     for n, r in ranks.items():
         assert all(sorted(row.tolist()) == list(range(sizes[n])) for row in r)  # a permutation per unit
-    assert not torch.equal(ranks["blocks.0.attn.pre_out"], ranks["blocks.1.attn.pre_out"])  # per site
-    assert not torch.equal(ranks["blocks.0.attn.pre_out"][0], ranks["blocks.0.attn.pre_out"][1])  # per unit
+    assert not torch.equal(ranks[a0], ranks[a1])  # per site
+    assert not torch.equal(ranks[a0][0], ranks[a0][1])  # per unit
     prev = {n: torch.zeros(5, s, dtype=torch.bool) for n, s in sizes.items()}
     for f in step_fracs(0.1, 10):
         for n, r in ranks.items():
@@ -189,8 +191,8 @@ def test_unit_subsets_grow_cumulatively_without_replacement_and_are_seeded():
     assert all(torch.equal(ranks[n], again[n]) for n in sizes)
     assert not torch.equal(ranks[SITE], unit_ranks(sizes, 5, seed=8)[SITE])
     # a site's orders depend neither on the other sites nor on how many units follow
-    alone = unit_ranks({"blocks.1.attn.pre_out": 64}, 3, seed=7)
-    assert torch.equal(alone["blocks.1.attn.pre_out"], ranks["blocks.1.attn.pre_out"][:3])
+    alone = unit_ranks({a1: 64}, 3, seed=7)
+    assert torch.equal(alone[a1], ranks[a1][:3])
 
 
 def test_peak_estimators_agree_on_unimodal_and_find_mode_of_skewed():
@@ -252,7 +254,7 @@ def test_run_ablation_every_layer_and_one_layer_at_a_time(model, ref):
     per = run_ablation(model, data, AblationConfig(methods=("zero", "mean"), fracs=(1.0,), per_layer=True))
     assert sorted(per.layer.unique()) == [0, 1] and len(per) == 2 * 2 * 4 and (per.frac == 1).all()
     assert per.n_ablated.eq(32 + 48).all()  # one layer's sites only
-    zero_l1 = [(n, mask_fn(torch.zeros(len(v)), 0.0)) for n, v in vals.items() if n.startswith("blocks.1.")]
+    zero_l1 = [(n, mask_fn(torch.zeros(len(v)), 0.0)) for n, v in vals.items() if layer_of(n) == 1]
     with model.hooks(zero_l1):
         logits = model(task.inputs[0:1])[0, :-1]
     want = torch.nn.functional.cross_entropy(logits.float(), task.inputs[0, 1:]).item()

@@ -25,8 +25,9 @@ METHODS = ("zero", "mean", "peak", "resample")
 
 
 def synthetic(means: dict[float, dict[str, float]], n: int = 200, sd: float = 0.05, seed: int = 0,
-              model: str = "m", unit_sd: float = 0.3, layer: int = ALL_LAYERS) -> pd.DataFrame:
-    """Rows shaped like run_ablation's: per fraction, method and unit, loss = clean + mean damage + noise.
+              model: str = "m", unit_sd: float = 0.3, layer: int = ALL_LAYERS, top1: bool = False) -> pd.DataFrame:
+    """Rows shaped like run_ablation's: per fraction, method and unit, loss = clean + mean damage + noise
+    (``top1``: the same numbers as a top-1 drop in points instead, with loss unchanged).
 
     Every unit has its own clean loss and its own sensitivity (shared by all methods: the paired design)."""
     rng = np.random.default_rng(seed)
@@ -35,9 +36,10 @@ def synthetic(means: dict[float, dict[str, float]], n: int = 200, sd: float = 0.
     for f, by_method in means.items():
         shared = rng.normal(0, unit_sd, n)  # unit effects common to every method at this fraction
         for m, mu in by_method.items():
-            loss = clean + mu + shared + rng.normal(0, sd, n)
+            d = mu + shared + rng.normal(0, sd, n)
             rows.append(pd.DataFrame({"model": model, "method": m, "frac": f, "layer": layer, "unit": np.arange(n),
-                                      "loss": loss, "clean_loss": clean, "top1": 0.5, "clean_top1": 0.5}))
+                                      "loss": clean if top1 else clean + d, "clean_loss": clean,
+                                      "top1": 0.5 - d / 100 if top1 else 0.5, "clean_top1": 0.5}))
     return pd.concat(rows, ignore_index=True)
 
 

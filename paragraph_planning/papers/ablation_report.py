@@ -15,11 +15,21 @@ import pandas as pd
 
 from .. import charts
 from ..core.architectures import hook_name, layer_of, site_of
-from ..core.inference import ABSENT, HOLDS, Finding, findings_table, t_interval
+from ..core.inference import ABSENT, HOLDS, UNDETERMINED, Finding, findings_table, t_interval
 from ..prose import Prose, join, listing
 from .ablation import ReferenceStats, peak_estimates
 from .ablation_eval import ALL_LAYERS
-from .ablation_verdicts import DAMAGE, UNITS, bands, damage, method_status, nearest, regimes, win_counts
+from .ablation_verdicts import (
+    DAMAGE,
+    UNITS,
+    bands,
+    claim_kind,
+    damage,
+    method_status,
+    nearest,
+    regimes,
+    win_counts,
+)
 
 CENTRES = ("mean", "peak", "median", "peak-kde")
 """Replacements that estimate the centre of each neuron's distribution (compared in section 6)."""
@@ -299,16 +309,18 @@ def per_layer_prose(pairs: pd.DataFrame | None) -> Prose:
                  "pair of methods). " + ". ".join(parts) + ".", n=int(pairs.n.min()), **values)
 
 
-def lm_per_layer_prose(model: Any, cfg: Any, ran: bool) -> Prose:
-    """Why the language model's one-layer experiment is not in the chapter, in forward passes."""
-    if ran:
+def per_layer_skipped(refs: Mapping[str, ReferenceStats], per_layer_models: Sequence[str], cfg: Any) -> Prose:
+    """Why the models outside ``per_layer_models`` have no one-layer experiment: its size in conditions."""
+    skipped = [(name, len({layer_of(n) for n in ref.sizes})) for name, ref in refs.items() if name not in per_layer_models]
+    if not skipped:
         return Prose("")
-    n_layers, n_methods = model.cfg.n_layers, len(cfg.methods)
-    sweep = len(cfg.fracs) * n_methods
-    return Prose("The one-layer-at-a-time experiment is not run on {model} here: with {L} layers and {M} methods it "
-                 "would take {c} conditions, {ratio:.1f} times the {s} conditions of its whole sweep on the same "
-                 "evaluation units (add the model to `per_layer_models` to run it).", model=model.name, L=n_layers,
-                 M=n_methods, c=n_layers * n_methods, ratio=n_layers * n_methods / max(1, sweep), s=sweep)
+    n_methods, sweep = len(cfg.methods), len(cfg.fracs) * len(cfg.methods)
+    parts, values = [], {}
+    for i, (name, n_layers) in enumerate(skipped):
+        parts.append(f"{{m{i}}} ({{L{i}}} layers: {{c{i}}} conditions, {{r{i}:.1f}} times its sweep)")
+        values.update({f"m{i}": name, f"L{i}": n_layers, f"c{i}": n_layers * n_methods, f"r{i}": n_layers * n_methods / sweep})
+    return Prose("The one-layer experiment is not run on " + listing(parts) + ", each on the same evaluation units "
+                 "as the sweep of {s} conditions; add a model to `per_layer_models` to run it.", s=sweep, **values)
 
 
 # ============================================================================ estimators
@@ -375,6 +387,46 @@ def summary_prose(findings: Sequence[Finding]) -> Prose:
                  u=len(findings) - len(holds) - len(absent), **values)
 
 
+def conclusion_prose(findings: Sequence[Finding], pairs: pd.DataFrame) -> Prose:
+    """The answer to each of the paper's claims over all models, in words chosen by the verdicts."""
+    rows = pd.DataFrame([(*claim_kind(f.claim), f.verdict) for f in findings], columns=["model", "kind", "verdict"])
+    models = [m for m in dict.fromkeys(rows.model) if m != "all models"]
+    values: dict[str, Any] = {}
+    parts = []
+
+    def who(kind: str, verdict: str) -> list[str]:
+        return list(rows[(rows.kind == kind) & (rows.verdict == verdict) & rows.model.isin(models)].model)
+
+    pooled = rows[(rows.model == "all models") & (rows.kind == "each method wins somewhere")]
+    wins = win_counts(pairs, "best", by=()).set_index("method")
+    if len(pooled):
+        v = pooled.verdict.iloc[0]
+        if v == HOLDS:
+            parts.append("Across the models, every method is decidedly the least damaging in at least one regime, "
+                         "as the paper says.")
+        elif v == ABSENT:
+            parts.append("Not every method wins somewhere: {losers} {be} decidedly beaten at every fraction of every "
+                         "model.")
+            losers = list(wins[wins.possible == 0].index)
+            values.update(losers=listing(losers), be="is" if len(losers) == 1 else "are")
+        else:
+            parts.append("Whether every method wins somewhere is undetermined at this sample: {never} {be} never "
+                         "decidedly the least damaging, but not ruled out everywhere either.")
+            never = list(wins[wins.decided == 0].index)
+            values.update(never=listing(never), be="is" if len(never) == 1 else "are")
+    for kind, label in (("resample usually worst", "Resampling does the most damage at most fractions"),
+                        ("peak often best", "Peak ablation is the least damaging at more than its share of fractions")):
+        groups = [(HOLDS, "holds"), (ABSENT, "does not hold"), (UNDETERMINED, "is undetermined")]
+        said = [f"{word} for {listing(who(kind, v))}" for v, word in groups if who(kind, v)]
+        if said:
+            parts.append(f"{label}: this {listing(said, 'and it')}.")
+    best = win_counts(pairs, "best").sort_values("decided", ascending=False).drop_duplicates("model").set_index("model")
+    top = [f"{r.method} for {m} ({r.decided} of {r.regimes} fractions)" for m, r in best.iterrows() if r.decided > 0]
+    if top:
+        parts.append("The method most often decidedly least damaging is " + listing(top) + ".")
+    return Prose(" ".join(parts), **values)
+
+
 def units_prose(dmg_by_model: Mapping[str, pd.DataFrame], pairs: pd.DataFrame) -> Prose:
     """The samples and what they can detect, per model (median MDE of the pairwise comparisons)."""
     parts, values = [], {}
@@ -392,7 +444,7 @@ def units_prose(dmg_by_model: Mapping[str, pd.DataFrame], pairs: pd.DataFrame) -
                  **values)
 
 
-__all__ = ["Timer", "chain_prose", "clean_prose", "curves", "damage", "distribution_summary", "estimator_comparison",
-           "estimator_prose", "estimator_scatter", "lm_per_layer_prose", "neuron_explorer", "per_layer_charts",
-           "per_layer_prose", "per_layer_view", "ranking_table", "regime_table", "setup_prose", "skew_charts", "summary_prose",
-           "sweep_prose", "units_prose", "verdict_table", "join"]
+__all__ = ["Timer", "chain_prose", "clean_prose", "conclusion_prose", "curves", "damage", "distribution_summary",
+           "estimator_comparison", "estimator_prose", "estimator_scatter", "join", "neuron_explorer",
+           "per_layer_charts", "per_layer_prose", "per_layer_skipped", "per_layer_view", "ranking_table",
+           "regime_table", "setup_prose", "skew_charts", "summary_prose", "sweep_prose", "units_prose", "verdict_table"]

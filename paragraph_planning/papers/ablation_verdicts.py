@@ -216,7 +216,7 @@ def claim_findings(pairs: pd.DataFrame, focus_frac: float = 0.5) -> list[Finding
         for role, word in (("best", "least"), ("worst", "most")):
             who = reg[role]
             iv = Interval(reg[f"{role}_margin"], reg[f"{role}_lo"], reg[f"{role}_hi"], float(p.family_level.iloc[0]), n, math.nan,
-                          None, "smallest paired gap to the other methods, simultaneous t-interval")
+                          None, "smallest paired gap to the other methods, simultaneous max-t")
             mine = p[(p.frac == f) & ((p.a == who) | (p.b == who))]
             out.append(assess(f"{model}: at {f:.0%} ablated, {who} does the {word} damage", iv,
                               mde_value=_mde_of(mine), unit=unit,
@@ -240,6 +240,24 @@ def claim_findings(pairs: pd.DataFrame, focus_frac: float = 0.5) -> list[Finding
         out.append(_each_wins(wins, every, "all models: each method does the least damage in some regime (model, fraction)",
                               units))
     return out
+
+
+CLAIM_KINDS: dict[str, str] = {
+    "resampling does the most damage": "resample usually worst", "peak does the least damage": "peak often best",
+    "each method does the least damage": "each method wins somewhere"}
+"""Claim texts of :func:`claim_findings` (their start after the model) and the claim each tests."""
+
+
+def claim_kind(claim: str) -> tuple[str, str]:
+    """``(model, kind)`` of a claim of :func:`claim_findings`; kind is one of :data:`CLAIM_KINDS`' values,
+    ``"least at focus"`` or ``"most at focus"``."""
+    model, _, text = claim.partition(": ")
+    for start, kind in CLAIM_KINDS.items():
+        if text.startswith(start):
+            return model, kind
+    if text.startswith("at "):
+        return model, "least at focus" if "least" in text else "most at focus"
+    raise ValueError(f"Not a claim of claim_findings: {claim!r}.")
 
 
 def _each_wins(wins: pd.DataFrame, p: pd.DataFrame, claim: str, unit: str) -> Finding:
