@@ -61,7 +61,9 @@ def test_conclusion_wording_follows_the_verdicts(two_models):
     assert summary.values["h"] == sum(f.verdict == HOLDS for f in findings)
     assert re.search(r"“lm: resampling does the most damage at most fractions” holds \(estimate 100%", str(summary))
     table = report.verdict_table(findings)
-    assert {"claim", "estimate", "lo", "hi", "n (units)", "verdict"} <= set(table.columns) and len(table) == len(findings)
+    assert {"estimate", "interval", "n (units)", "MDE", "verdict"} <= set(table.columns) and len(table) == len(findings)
+    row = table.loc["lm: resampling does the most damage at most fractions"]
+    assert (row.estimate, row.interval, row.verdict) == ("100%", "100% to 100%", HOLDS) and row.MDE.endswith("nats")
 
 
 def test_estimator_comparison_uses_the_units_both_runs_share():

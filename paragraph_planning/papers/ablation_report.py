@@ -6,6 +6,7 @@ chosen from the computed results.
 """
 from __future__ import annotations
 
+import math
 import time
 from typing import Any, Mapping, Sequence
 
@@ -15,7 +16,7 @@ import pandas as pd
 
 from .. import charts
 from ..core.architectures import hook_name, layer_of, site_of
-from ..core.inference import ABSENT, HOLDS, UNDETERMINED, Finding, findings_table, t_interval
+from ..core.inference import ABSENT, HOLDS, UNDETERMINED, Finding, t_interval
 from ..prose import Prose, join, listing
 from .ablation import ReferenceStats, peak_estimates
 from .ablation_eval import ALL_LAYERS
@@ -355,34 +356,38 @@ def estimator_prose(cmp: pd.DataFrame, frac: float, reference: str = "peak") -> 
 
 
 # ============================================================================ verdicts
+def _fmt(f: Finding, x: float) -> str:
+    """A finding's number as it reads: a share of fractions, a number of regimes, or a gap in its unit."""
+    if not math.isfinite(x):
+        return "n/a"
+    if "share" in f.interval.method:
+        return f"{x:.0%}"
+    if "gap" in f.interval.method:
+        return _num(x, f.unit)
+    return f"{x:g} regime" + ("" if x == 1 else "s")
+
+
 def verdict_table(findings: Sequence[Finding]) -> pd.DataFrame:
-    """Claim, estimate, interval, n, MDE and verdict per finding (shares as shares, gaps in their unit)."""
-    t = findings_table(findings)
-    return t[["claim", "estimate", "lo", "hi", "n", "mde", "unit", "verdict", "note"]].rename(
-        columns={"mde": "MDE (smallest detectable gap)", "n": "n (units)"})
+    """Per claim: estimate and simultaneous interval as they read, n, the smallest detectable gap between
+    two methods (in the damage unit), the verdict, and how the interval was made."""
+    return pd.DataFrame([{"claim": f.claim, "estimate": _fmt(f, f.interval.estimate),
+                          "interval": f"{_fmt(f, f.interval.lo)} to {_fmt(f, f.interval.hi)}",
+                          "n (units)": f.interval.n, "MDE": _num(f.mde, f.unit) if f.unit in UNITS.values() else
+                          f"{f.mde:.3g}", "verdict": f.verdict, "how": f"{f.note}; {f.interval.method}"}
+                         for f in findings]).set_index("claim")
 
 
 def summary_prose(findings: Sequence[Finding]) -> Prose:
     """The verdicts in words; the sentence for each claim depends on its verdict."""
-    by = {f.claim: f for f in findings}
     lines, values = [], {}
-    for i, (claim, f) in enumerate(by.items()):
+    for i, f in enumerate(findings):
         iv = f.interval
         word = {HOLDS: "holds", ABSENT: "does **not** hold"}.get(f.verdict, "is **undetermined at this sample**")
         lines.append(f"- “{{c{i}}}” {word} (estimate {{e{i}}}, interval {{lo{i}}} to {{hi{i}}})")
-        if "share" in iv.method:
-            def fmt(x: float) -> str:
-                return f"{x:.0%}"
-        elif "gap" in iv.method:
-            def fmt(x: float, u: str = f.unit) -> str:
-                return _num(x, u)
-        else:
-            def fmt(x: float) -> str:
-                return f"{x:g} regime" + ("" if x == 1 else "s")
-        values.update({f"c{i}": claim, f"e{i}": fmt(iv.estimate), f"lo{i}": fmt(iv.lo), f"hi{i}": fmt(iv.hi)})
+        values.update({f"c{i}": f.claim, f"e{i}": _fmt(f, iv.estimate), f"lo{i}": _fmt(f, iv.lo), f"hi{i}": _fmt(f, iv.hi)})
     holds = [f for f in findings if f.verdict == HOLDS]
     absent = [f for f in findings if f.verdict == ABSENT]
-    head = ("Of the {n} verdicts, {h} hold, {a} do not hold and {u} are undetermined at this sample.")
+    head = "Of the {n} verdicts, {h} hold, {a} do not hold and {u} are undetermined at this sample."
     return Prose(head + "\n\n" + "\n".join(lines), n=len(findings), h=len(holds), a=len(absent),
                  u=len(findings) - len(holds) - len(absent), **values)
 
