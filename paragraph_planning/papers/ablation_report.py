@@ -372,8 +372,9 @@ def verdict_table(findings: Sequence[Finding]) -> pd.DataFrame:
     two methods (in the damage unit), the verdict, and how the interval was made."""
     return pd.DataFrame([{"claim": f.claim, "estimate": _fmt(f, f.interval.estimate),
                           "interval": f"{_fmt(f, f.interval.lo)} to {_fmt(f, f.interval.hi)}",
-                          "n (units)": f.interval.n, "MDE": _num(f.mde, f.unit) if f.unit in UNITS.values() else
-                          f"{f.mde:.3g}", "verdict": f.verdict, "how": f"{f.note}; {f.interval.method}"}
+                          "n (units)": f.interval.n,
+                          "MDE": _num(f.mde, f.unit) if f.unit in UNITS.values() and math.isfinite(f.mde) else "n/a",
+                          "verdict": f.verdict, "how": f"{f.note}; {f.interval.method}"}
                          for f in findings]).set_index("claim")
 
 

@@ -5,9 +5,10 @@ resampling usually damages most, and that peak ablation is often the best. Here 
 ablated fraction (or, in the one-layer experiment, a layer) of one model. Damage is the loss
 increase over the clean model (language models) or the top-1 drop (image classifiers), per unit.
 
-Units are independent replicates (each has its own input, neuron subset and resample source: see
-:mod:`.ablation_eval`), so every interval is a Student-t interval over units
-(:func:`~paragraph_planning.core.inference.t_interval`) of a paired difference between two methods.
+Units are independent replicates (each has its own input, neuron subsets and resample source: see
+:mod:`.ablation_eval`), so intervals are Student-t intervals over units of a method's mean damage
+or of a paired difference between two methods; the unit-to-unit spread holds both the evaluation
+noise and the noise of the random subsets and sources, with ``n − 1`` degrees of freedom.
 
 Decisions about which method is least or most damaging use **simultaneous** intervals: all
 pairwise comparisons of every regime of one model are made at once (single-step max-t over their
@@ -238,7 +239,7 @@ def claim_findings(pairs: pd.DataFrame, focus_frac: float = 0.5) -> list[Finding
         wins = win_counts(every, "best", by=()).set_index("method")
         units = ", ".join(sorted({UNITS[m] for m in every.metric.unique()}))
         out.append(_each_wins(wins, every, "all models: each method does the least damage in some regime (model, fraction)",
-                              units))
+                              units, mde_value=math.nan))  # no one detectable gap across damage units
     return out
 
 
@@ -260,14 +261,15 @@ def claim_kind(claim: str) -> tuple[str, str]:
     raise ValueError(f"Not a claim of claim_findings: {claim!r}.")
 
 
-def _each_wins(wins: pd.DataFrame, p: pd.DataFrame, claim: str, unit: str) -> Finding:
+def _each_wins(wins: pd.DataFrame, p: pd.DataFrame, claim: str, unit: str, mde_value: float | None = None) -> Finding:
     """Holds when every method is decidedly best somewhere; does not hold when one is decidedly beaten everywhere."""
     low = wins.sort_values(["possible", "decided", "point"]).iloc[0]
     iv = Interval(float(wins.point.min()), float(wins.decided.min()), float(wins.possible.min()),
                   float(p.family_level.iloc[0]), int(p.n.min()), math.nan, None,
                   "fewest regimes any method wins: decided to possible")
     note = "regimes won, decided–possible: " + "; ".join(f"{m} {r.decided}–{r.possible}" for m, r in wins.iterrows())
-    return assess(claim, iv, null=0.5, mde_value=_mde_of(p), unit=unit, note=f"{note} (weakest: {low.name})")
+    return assess(claim, iv, null=0.5, mde_value=_mde_of(p) if mde_value is None else mde_value, unit=unit,
+                  note=f"{note} (weakest: {low.name})")
 
 
 def chain(dmg: pd.DataFrame, frac: float = 0.5, level: float = 0.95) -> pd.DataFrame:
