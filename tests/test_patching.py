@@ -113,6 +113,10 @@ def test_natural_and_forced_parsing():
     assert paragraphs.forced_paragraph1(first, 9) == "One two three. Four five six seven."  # >= 9 // 2 words
     assert paragraphs.forced_paragraph1(first, 20) is None
     assert paragraphs.forced_paragraph1("Line one is here.\nMore text. And more.", 3) == "Line one is here."
+    # a line the model ended itself is kept whole (its own paragraph onset), a line it did not end is cut
+    assert paragraphs.forced_paragraph1("One two three. Four five six.\nNext", 3) == "One two three. Four five six."
+    assert paragraphs.forced_paragraph1("One two three. Four five six", 3) == "One two three."
+    assert paragraphs.forced_paragraph1("One two three. Four five six\nNext", 3) == "One two three."  # no sentence end
     assert paragraphs.forced_paragraph2("  Para two.\nNext") == "Para two."
     assert paragraphs.forced_paragraph1("The first paragraph is:\n\nOne two three.\nMore.", 3) == "One two three."
     assert paragraphs.strip_headers("Header:\n") == "" and paragraphs.strip_headers("Header:") == "Header:"

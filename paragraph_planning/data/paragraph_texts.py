@@ -13,14 +13,15 @@ builds them (cached) as a :class:`TextSet`. Two sources:
 * ``source="wiki"`` (real text, no generation; quick checks): a prompt is a Wikipedia topic (at
   most 11) and its copies are leads of different articles of that topic, cut into two sentence groups.
 
-``break_mode="forced"`` (default): paragraph 1 is the model's first whole sentences (at least
-``min_words`` words, up to its first line break); the break is appended, tokenised as between two
+``break_mode="forced"`` (default): paragraph 1 is the model's first line (its first paragraph)
+when it ends it itself after at least ``min_words`` words of whole sentences, else its first whole
+sentences with at least ``min_words`` words; the break is appended, tokenised as between two
 words, and the model writes paragraph 2 from there (up to its first line break). The texts keep
 the token ids the model saw, so the patched break is the one the model wrote after. ``natural``
 keeps only answers in which the model wrote exactly one paragraph break itself (the paper's
 filter; small models rarely do: this mode measures how well a model writes two paragraphs on request).
 In forced mode a text is a *natural onset* when the model ended paragraph 1 itself (a line break)
-exactly where the break is inserted.
+exactly where the break is inserted (the break is still tokenised as between two words).
 """
 from __future__ import annotations
 
@@ -41,7 +42,6 @@ from ..util import unknown
 from .corpora import load_corpus
 from .paragraphs import (
     BREAK,
-    SENTENCE_END,
     Split,
     break_ids_between_words,
     count_words,
@@ -99,8 +99,8 @@ class TextConfig:
     temperature: float = 0.3
     seed: int = 0
     min_words: int = 25
-    para_tokens: int = 90
-    oversample: float = 1.5
+    para_tokens: int = 100
+    oversample: float = 1.2
     batch_size: int = 64
 
     def __post_init__(self) -> None:
@@ -248,11 +248,9 @@ def wiki_texts(cfg: TextConfig) -> tuple[pd.DataFrame, Counter]:
 
 
 # ----------------------------------------------------------------------------- writing the texts
-def _paragraph1_done(min_words: int):
-    def done(t: str) -> bool:
-        t = strip_headers(t)
-        return "\n" in t or (count_words(t) >= min_words and bool(SENTENCE_END.search(t[-3:] + " ")))
-    return done
+def _first_line_done(t: str) -> bool:
+    """Paragraph 1 is complete once the model ends its first line (after any header lines)."""
+    return "\n" in strip_headers(t)
 
 
 def write_texts(model: HookedModel, attempts: pd.DataFrame, cfg: TextConfig) -> tuple[pd.DataFrame, Counter]:
@@ -275,7 +273,7 @@ def write_texts(model: HookedModel, attempts: pd.DataFrame, cfg: TextConfig) -> 
             rows.append({**row, "text": row["prompt"] + row["sep"] + parsed[0] + BREAK + parsed[1],
                          "para1": parsed[0], "para2": parsed[1], "natural": True})
         return pd.DataFrame(rows), +dropped
-    firsts = generate_ids(model, enc, cfg.para_tokens, seed=cfg.seed, stop=_paragraph1_done(cfg.min_words), **gen)
+    firsts = generate_ids(model, enc, cfg.para_tokens, seed=cfg.seed, stop=_first_line_done, **gen)
     brk = break_ids_between_words(tok)
     keep, part1 = [], []
     for i, ans in enumerate(firsts):

@@ -202,10 +202,19 @@ def strip_headers(answer: str) -> str:
 
 
 def forced_paragraph1(answer: str, min_words: int) -> str | None:
-    """Paragraph 1 in ``forced`` mode: the answer's first line (after any header lines) cut after
-    whole sentences of at least ``min_words`` words; a shorter line (the model ended its paragraph
-    early) counts if its whole sentences hold at least ``min_words // 2`` words. None if neither."""
-    line = strip_headers(answer).split("\n")[0]
+    """Paragraph 1 in ``forced`` mode, from the answer's first line (after any header lines).
+
+    When the model ended that line itself (a line break follows) after whole sentences of at least
+    ``min_words`` words, the whole line: the break goes where the model put its own (a natural
+    onset, see :func:`natural_onset`). Otherwise the line is cut after its first whole sentences of
+    at least ``min_words`` words; a shorter line the model ended itself counts if its whole
+    sentences hold at least ``min_words // 2`` words. None if neither.
+    """
+    body = strip_headers(answer)
+    line, newline, _ = body.partition("\n")
+    whole = line.strip()
+    if newline and count_words(whole) >= min_words and cut_at_sentence(whole, min_words, count_words(whole)) == whole:
+        return whole
     return cut_at_sentence(line, min_words) or cut_at_sentence(line, min_words // 2, max_words=len(line))
 
 
