@@ -366,3 +366,17 @@ def test_pad_rows_left_and_right():
     assert ids.tolist() == [[5, 6, 7], [8, 0, 0]] and mask.tolist() == [[1, 1, 1], [1, 0, 0]]
     with pytest.raises(ValueError, match="side"):
         pad_rows([[1]], pad=0, device="cpu", side="middle")
+
+
+def test_ladder_model_runs_the_decomposition_on_another_architecture():
+    from paragraph_planning.papers import planning_ladder
+
+    r = planning_ladder.run_ladder_model(
+        "tiny-gemma3", TextConfig(source="wiki", n_prompts=3, min_words=10), patching.PlanningConfig(max_new_tokens=2),
+        planning_ladder.LadderConfig(copies=2, source="wiki"), metrics.ScoreConfig(n_boot=200, n_perm=100))
+    assert r.source == "wiki" and r.probe is None and r.params > 0 and len(r.texts.splits) == 6
+    assert {"claim", "format", "topic", "paragraph-specific"} <= set(r.decomposition.component)
+    table = planning_ladder.ladder_table([r, r])
+    assert len(table) == 2 * len(r.decomposition) and set(table.model) == {"tiny-gemma3"}
+    with pytest.raises(ValueError, match="auto"):
+        planning_ladder.LadderConfig(source="web")

@@ -398,16 +398,6 @@ def ladder_prose(ladder: pd.DataFrame, probes: pd.DataFrame | None = None) -> Pr
     return p
 
 
-def model_params(model: Any) -> int:
-    """Number of parameters of a model (embeddings included; tied weights counted once)."""
-    seen, total = set(), 0
-    for p in model.hf.parameters():
-        if id(p) not in seen:
-            seen.add(id(p))
-            total += p.numel()
-    return int(total)
-
-
 def summary_prose(dec: pd.DataFrame, ret: pd.DataFrame, model: str) -> Prose:
     """The closing paragraph: what the run shows about the paper's claim and its competitors."""
     claim = _component(dec, "claim")
