@@ -63,6 +63,23 @@ def test_paired_bootstrap_is_the_bootstrap_of_differences():
         inf.paired_bootstrap(a, b[:5])
 
 
+def test_bootstrap_difference_matches_welch_and_widens_with_clusters():
+    rng = np.random.default_rng(4)
+    in_a = np.arange(600) < 200
+    x = np.where(in_a, rng.normal(0.5, 1.0, 600), rng.normal(0.2, 2.0, 600))
+    d = inf.bootstrap_difference(x, in_a, n_boot=20_000, seed=1)
+    welch = math.sqrt(x[in_a].var(ddof=1) / 200 + x[~in_a].var(ddof=1) / 400)
+    assert d.estimate == pytest.approx(x[in_a].mean() - x[~in_a].mean())
+    assert d.se == pytest.approx(welch, rel=0.05)
+    assert d.lo == pytest.approx(d.estimate - 1.96 * welch, abs=0.03)
+    assert d.hi == pytest.approx(d.estimate + 1.96 * welch, abs=0.03)
+    clusters = np.arange(600) % 20  # clusters hold units of both subsets and shift them together
+    y = rng.normal(size=20)[clusters] * np.where(in_a, 1.0, -1.0) + 0.1 * rng.normal(size=600)
+    assert inf.bootstrap_difference(y, in_a, clusters).se > 2 * inf.bootstrap_difference(y, in_a).se
+    with pytest.raises(ValueError, match="Both subsets"):
+        inf.bootstrap_difference(x, np.ones(600, bool))
+
+
 def test_permutation_test_within_groups():
     rng = np.random.default_rng(2)
     groups = np.repeat(np.arange(30), 4)

@@ -6,6 +6,7 @@ this sample" mean the same thing in every chapter:
 * :func:`bootstrap_mean` / :func:`paired_bootstrap`: percentile bootstrap interval of a mean (or a
   mean difference over paired units), resampling units, or whole clusters of units (e.g. all texts
   of one prompt) when ``clusters`` is given;
+* :func:`bootstrap_difference`: the same for the difference between two subsets of the units;
 * :func:`permutation_test`: a label-shuffling test, shuffling only within groups when given;
 * :func:`wilson`: the Wilson score interval of a proportion;
 * :func:`t_interval`: a mean with a Student-t interval (few seeds: a z quantile would be too narrow);
@@ -163,6 +164,41 @@ def paired_bootstrap(
     if x.shape != y.shape:
         raise ValueError(f"a and b must be paired (same length), got {x.size} and {y.size}.")
     return bootstrap_mean(x - y, clusters, level=level, n_boot=n_boot, seed=seed)
+
+
+def bootstrap_difference(
+    x: Sequence[float] | np.ndarray, in_a: Sequence[bool] | np.ndarray, clusters: Sequence[Any] | None = None, *,
+    level: float = 0.95, n_boot: int = 10_000, seed: int = 0,
+) -> Interval:
+    """Percentile bootstrap interval of ``mean(x[in_a]) − mean(x[~in_a])`` (two subsets of the units).
+
+    With ``clusters``, whole clusters are resampled (a cluster may hold units of both subsets, e.g.
+    the texts of one prompt), so the interval allows for the correlation within clusters.
+    Resamples that miss a subset entirely are left out.
+    """
+    _check_level(level)
+    a = _as_1d(x, "x")
+    mask = np.asarray(in_a, dtype=bool).reshape(-1)
+    if mask.shape != a.shape:
+        raise ValueError(f"in_a must have one flag per unit ({a.size}), got {mask.size}.")
+    if mask.all() or not mask.any():
+        raise ValueError("Both subsets need at least one unit (in_a is all True or all False).")
+    ids, k = _cluster_index(clusters, a.size)
+    sa = np.bincount(ids, weights=a * mask, minlength=k)
+    sb = np.bincount(ids, weights=a * ~mask, minlength=k)
+    na = np.bincount(ids, weights=mask.astype(float), minlength=k)
+    nb = np.bincount(ids, weights=(~mask).astype(float), minlength=k)
+    est = float(sa.sum() / na.sum() - sb.sum() / nb.sum())
+    draw = np.random.default_rng(seed).integers(0, k, size=(n_boot, k))
+    ca, cb = na[draw].sum(1), nb[draw].sum(1)
+    ok = (ca > 0) & (cb > 0)
+    boot = sa[draw].sum(1)[ok] / ca[ok] - sb[draw].sum(1)[ok] / cb[ok]
+    method = "cluster bootstrap of a difference" if clusters is not None else "bootstrap of a difference"
+    if k < 2 or boot.size < 2:
+        return Interval(est, math.nan, math.nan, level, int(a.size), math.nan, k if clusters is not None else None, method)
+    lo, hi = np.quantile(boot, [0.5 - level / 2, 0.5 + level / 2])
+    return Interval(est, float(lo), float(hi), level, int(a.size), float(boot.std(ddof=1)),
+                    k if clusters is not None else None, method)
 
 
 def permutation_test(
