@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     t_data = time.perf_counter() - t0
     sites = [s for s, f in (("mlp.pre_out", args.ff_frac), ("attn.pre_out", args.attn_frac)) if f > 0]
     names = [n for s in sites for n in model.hook_names(s)]
-    collect, evaluate = U.collect_fn(pair), U.evaluate_fn(pair)
+    collect = U.collect_fn(pair)
 
     parts: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     with NeuronMasks(model) as masks:
         masks.update(keep)
         t0 = time.perf_counter()
-        metrics = evaluate(model)
+        metrics = U.side_means(U.evaluate_units(model, pair))
         parts["evaluate"] = time.perf_counter() - t0
 
     n_collect = pair.forget_collect.numel() + pair.retain_collect.numel()
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  {k:<9} {v:8.2f} s{rate}")
     print(f"  {'step':<9} {sum(parts.values()):8.2f} s (iterative step); one-shot later steps "
           f"{parts['select'] + parts['evaluate']:.2f} s")
-    print("  after one step:", {k: round(v, 4) for k, v in metrics.items() if k.endswith(("top1", "loss"))})
+    print("  after one step:", {k: round(v, 4) for k, v in metrics.items()})
 
 
 if __name__ == "__main__":

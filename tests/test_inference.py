@@ -112,3 +112,34 @@ def test_synthetic_effects_get_the_right_verdicts():
     assert small.mde > 0.05  # the sample could not detect it, and says so
     table = inf.findings_table([clear, small])
     assert list(table.claim) == ["clear", "small"] and set(table.columns) >= {"estimate", "lo", "hi", "n", "mde", "verdict"}
+
+
+def test_bootstrap_stat_matches_closed_form_standard_errors():
+    """One sample: the s.e. of a mean; two samples: of a difference; a ratio of sums by the delta method."""
+    rng = np.random.default_rng(7)
+    x, y = rng.normal(1.0, 2.0, size=(500, 1)), rng.normal(3.0, 1.0, size=(300, 1))
+    one = inf.bootstrap_stat(lambda m: m[:, 0], [x], seed=1)
+    assert one.estimate == pytest.approx(x.mean()) and one.n == 500
+    assert one.se == pytest.approx(stats.sem(x[:, 0]), rel=0.05)
+    diff = inf.bootstrap_stat(lambda a, b: a[:, 0] - b[:, 0], [x, y], seed=2)
+    assert diff.estimate == pytest.approx(x.mean() - y.mean()) and diff.n == 800
+    assert diff.se == pytest.approx(math.sqrt(x.var(ddof=1) / 500 + y.var(ddof=1) / 300), rel=0.05)
+    assert diff.lo == pytest.approx(diff.estimate - 1.96 * diff.se, abs=0.05)
+    # paired columns stay paired: the s.e. of mean(a) / mean(b) is the delta-method one, not the unpaired one
+    b = rng.uniform(1, 2, size=400)
+    pair = np.stack([b + rng.normal(0, 0.05, 400), b], 1)
+    ratio = inf.bootstrap_stat(lambda m: m[:, 0] / m[:, 1], [pair], seed=3)
+    r = pair[:, 0].sum() / pair[:, 1].sum()
+    delta = np.std(pair[:, 0] - r * pair[:, 1], ddof=1) / math.sqrt(400) / pair[:, 1].mean()
+    assert ratio.estimate == pytest.approx(r) and ratio.se == pytest.approx(delta, rel=0.1)
+
+
+def test_bootstrap_stat_infinite_values_and_errors():
+    x = np.array([[1.0], [2.0], [3.0], [4.0]])
+    inf_iv = inf.bootstrap_stat(lambda m: np.where(m[:, 0] > 2.4, np.inf, m[:, 0]), [x], n_boot=2000)
+    assert inf_iv.hi == math.inf and math.isfinite(inf_iv.lo) and math.isnan(inf_iv.se)
+    assert math.isnan(inf.bootstrap_stat(lambda m: m[:, 0], [x[:1]]).lo)  # one unit: no interval
+    with pytest.raises(ValueError, match="NaN"):
+        inf.bootstrap_stat(lambda m: m[:, 0] * np.nan, [x])
+    with pytest.raises(ValueError, match="finite"):
+        inf.bootstrap_stat(lambda m: m[:, 0], [np.array([[np.nan], [1.0]])])
