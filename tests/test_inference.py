@@ -134,6 +134,20 @@ def test_bootstrap_stat_matches_closed_form_standard_errors():
     assert ratio.estimate == pytest.approx(r) and ratio.se == pytest.approx(delta, rel=0.1)
 
 
+def test_bootstrap_stat_on_binary_units_matches_the_binomial():
+    """Many identical rows (0/1 hits of images) take the multinomial path: the same distribution."""
+    rng = np.random.default_rng(3)
+    before = (rng.random(3000) < 0.9).astype(float)
+    after = before * (rng.random(3000) < 0.5)  # about half of the hits lost
+    iv = inf.bootstrap_stat(lambda m: m[:, 0], [after[:, None]], seed=4)
+    p = after.mean()
+    assert iv.se == pytest.approx(math.sqrt(p * (1 - p) / 3000), rel=0.05)
+    drop = inf.bootstrap_stat(lambda m: 1 - m[:, 1] / m[:, 0], [np.stack([before, after], 1)], seed=5)
+    r = after.sum() / before.sum()  # binomial: lost hits out of the hits before
+    assert drop.estimate == pytest.approx(1 - r) and drop.se == pytest.approx(math.sqrt(r * (1 - r) / before.sum()),
+                                                                           rel=0.1)
+
+
 def test_bootstrap_stat_infinite_values_and_errors():
     x = np.array([[1.0], [2.0], [3.0], [4.0]])
     inf_iv = inf.bootstrap_stat(lambda m: np.where(m[:, 0] > 2.4, np.inf, m[:, 0]), [x], n_boot=2000)

@@ -204,6 +204,11 @@ def test_one_shot_scores_and_taker_overlap(llama, pair):
     assert neurons.loc[("abs", "FF"), "overlap"] == 1 and neurons.loc[("freq", "attention"), "overlap"] == 1
     assert (neurons.k == neurons.shared / neurons.overlap).all()
     assert set(ov[ov.selection == "heads"].neurons) == {"attention"}
+    # an evaluation is cached under the neurons it prunes: the same selection is never evaluated twice
+    from paragraph_planning import cache
+    n = len(cache.events)
+    U.run_scores(llama, pair, U.ScoresConfig(ff_frac=0.25, attn_frac=0.25, scores=("abs",), taker=False))
+    assert [e["loaded"] for e in cache.events[n:] if e["kind"] == "unlearning-pruned"] == [True, True]
     frame = U.score_frame(moments, llama)
     ff = frame[frame.neurons == "FF"]
     assert len(ff) == n_ff and ff["rank"].min() == 1 and ff.loc[ff["rank"].idxmin(), "score"] == ff.score.max()

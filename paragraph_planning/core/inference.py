@@ -167,12 +167,19 @@ def bootstrap_stat(
     if any(a.shape[0] < 2 for a in arrays):
         return Interval(est, math.nan, math.nan, level, units, math.nan, None, "bootstrap (a sample of one: no interval)")
     rng = np.random.default_rng(seed)
+    # units with identical rows (e.g. an image's 0/1 hits) are interchangeable: draw how many of each
+    # distinct row a resample holds (a multinomial), which is the same distribution and far cheaper
+    patterns = [np.unique(a, axis=0, return_counts=True) for a in arrays]
     values = []
     for start in range(0, n_boot, chunk):
         b = min(chunk, n_boot - start)
         means = []
-        for a in arrays:
+        for a, (rows, freq) in zip(arrays, patterns):
             m = a.shape[0]
+            if 4 * len(rows) <= m:
+                counts = rng.multinomial(m, freq / m, size=b)
+                means.append(counts @ rows / m)
+                continue
             draw = rng.integers(0, m, size=(b, m)) + (np.arange(b) * m)[:, None]
             counts = np.bincount(draw.reshape(-1), minlength=b * m).reshape(b, m)
             means.append(counts @ a / m)

@@ -374,23 +374,29 @@ def _site_scores(moments: Mapping[str, Mapping[str, Moments]], model: HookedMode
 
 def run_scores(model: HookedModel, pair: Pair, cfg: ScoresConfig) -> pd.DataFrame:
     """One-shot pruning by each score: ``score``, ``formula`` (``"package"`` or ``"taker"``), ``neurons``,
-    ``site``, ``frac_ff``, ``frac_attn`` and the unit columns. Scores come from :func:`neuron_moments`;
-    each cell is cached on its own."""
+    ``site``, ``frac_ff``, ``frac_attn`` and the unit columns. Scores come from :func:`neuron_moments`.
+
+    Each evaluation is cached under the set of neurons it prunes, so two formulas that select the
+    same neurons (e.g. ``std`` with and without ``taker``) are evaluated once.
+    """
+    import hashlib
+
     if not isinstance(cfg, ScoresConfig):
         raise TypeError(f"cfg must be a ScoresConfig, got {type(cfg).__name__}.")
     moments = neuron_moments(model, pair)
     blocks = []
     for site, score, taker in cfg.cells():
-        frac = cfg.fracs()[site]
+        sel = select_top(_site_scores(moments, model, site, score, taker, cfg.seed), cfg.fracs()[site])
+        keep = {n: ~m for n, m in sel.items()}
+        digest = hashlib.sha256(torch.cat([sel[n] for n in sorted(sel)]).numpy().tobytes()).hexdigest()[:32]
 
-        def compute(site: str = site, score: str = score, taker: bool = taker, frac: float = frac) -> pd.DataFrame:
-            sel = select_top(_site_scores(moments, model, site, score, taker, cfg.seed), frac)
-            units, fr = _masked_units(model, pair, {n: ~m for n, m in sel.items()})
-            return _with(units, score=score, formula="taker" if taker else "package", neurons=SITE_LABELS[site],
-                         site=site, **fr)
+        def compute(keep: Mapping[str, torch.Tensor] = keep) -> pd.DataFrame:
+            units, fr = _masked_units(model, pair, keep)
+            return _with(units, **fr)
 
-        params = {"site": site, "frac": frac, "score": score, "taker": taker, "seed": cfg.seed}
-        blocks.append(_cached("unlearning-oneshot", model, pair, params, compute))
+        units = _cached("unlearning-pruned", model, pair, {"site": site, "pruned": digest}, compute)
+        blocks.append(_with(units, score=score, formula="taker" if taker else "package", neurons=SITE_LABELS[site],
+                            site=site))
     return pd.concat(blocks, ignore_index=True)
 
 

@@ -16,7 +16,7 @@ from ..charts import histogram_with_marks
 from ..core.inference import ABSENT, HOLDS, Finding, Interval, findings_table, t_interval
 from ..prose import Prose
 from .unlearning import SITE_LABELS, Pair, side_means
-from .unlearning_verdicts import SIDES, drop_intervals, point_drops, selectivity_vs_random, step_intervals
+from .unlearning_verdicts import SIDES, drop_intervals, point_drops, selectivity_vs_random
 
 SIDE_SCALE = alt.Scale(domain=list(SIDES))
 
@@ -374,9 +374,10 @@ def summary_prose(findings: Sequence[Finding]) -> Prose:
 
 
 
-def positions_chart(runs: Mapping[str, pd.DataFrame], seed: int = 0, metric: str = "top1") -> alt.Chart:
-    """Forget and retain curves of the same pruning under each positions policy (``{policy: run}``)."""
-    df = pd.concat([step_intervals(run, metric, seed).assign(positions=p) for p, run in runs.items()])
+def positions_chart(steps: Mapping[str, pd.DataFrame]) -> alt.Chart:
+    """Forget and retain curves of the same pruning under each positions policy (``{policy: step_intervals}``)."""
+    df = pd.concat([st.assign(positions=p) for p, st in steps.items()])
+    metric = df.metric.iloc[0]
     return alt.Chart(df, title=f"{metric} per step with statistics at each positions policy").mark_line(point=True).encode(
         x=alt.X("step:O", title="pruning step", axis=alt.Axis(labelAngle=0)),
         y=alt.Y("value:Q", title=metric), color=alt.Color("side:N", title="data", scale=SIDE_SCALE),
