@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from paragraph_planning import load_model
-from paragraph_planning.core.evaluation import evaluate_lm, evaluate_many, most_common_tokens
+from paragraph_planning.core.evaluation import evaluate_lm, evaluate_lm_rows, evaluate_many, most_common_tokens
 from paragraph_planning.data.corpora import token_batches
 
 
@@ -62,6 +62,19 @@ def test_metrics_equal_direct_computation_on_full_logits(model, batches, skip):
     for key, value in expected.items():
         assert got[key] == pytest.approx(value, rel=1e-6, abs=1e-12), key
     assert got["top10"] > 0 and got["n_tokens"] == 6 * 47
+
+
+def test_per_row_sums_equal_each_row_alone_and_add_up_to_evaluate_lm(model, batches, skip):
+    rows = batches.reshape(-1, 48)
+    table = evaluate_lm_rows(model, batches, skip_ids=skip, max_logit_bytes=2 * 48 * 260 * 4)  # 2 rows per pass
+    assert table.row.tolist() == list(range(6)) and (table.tokens == 47).all()
+    for i in (0, 3, 5):  # each row's sums are that row evaluated on its own
+        alone = evaluate_lm(model, rows[i:i + 1], skip_ids=skip)
+        assert table.top1[i] == round(alone["top1"] * 47) and table.loss[i] == pytest.approx(alone["loss"] * 47)
+        assert table.skip50_top1[i] == round(alone["skip50_top1"] * table.kept[i])
+    whole = evaluate_lm(model, batches, skip_ids=skip)
+    assert table.top10.sum() / table.tokens.sum() == pytest.approx(whole["top10"])
+    assert table.skip50_top10.sum() / table.kept.sum() == pytest.approx(whole["skip50_top10"])
 
 
 def test_ranks_and_skip_ids_on_a_stub_with_known_answers():

@@ -178,3 +178,48 @@ def test_simultaneous_t_covers_all_means_at_once():
     assert (single.lo, single.hi) == pytest.approx((t.lo, t.hi), rel=0.02)  # one column: the t interval
     flat = inf.simultaneous_t(np.column_stack([x[:, 0], np.zeros(n)]))
     assert flat[1].lo == flat[1].hi == 0.0  # a column without variance: a point, left out of c
+
+
+def test_bootstrap_stat_matches_closed_form_standard_errors():
+    """One sample: the s.e. of a mean; two samples: of a difference; a ratio of sums by the delta method."""
+    rng = np.random.default_rng(7)
+    x, y = rng.normal(1.0, 2.0, size=(500, 1)), rng.normal(3.0, 1.0, size=(300, 1))
+    one = inf.bootstrap_stat(lambda m: m[:, 0], [x], seed=1)
+    assert one.estimate == pytest.approx(x.mean()) and one.n == 500
+    assert one.se == pytest.approx(stats.sem(x[:, 0]), rel=0.05)
+    diff = inf.bootstrap_stat(lambda a, b: a[:, 0] - b[:, 0], [x, y], seed=2)
+    assert diff.estimate == pytest.approx(x.mean() - y.mean()) and diff.n == 800
+    assert diff.se == pytest.approx(math.sqrt(x.var(ddof=1) / 500 + y.var(ddof=1) / 300), rel=0.05)
+    assert diff.lo == pytest.approx(diff.estimate - 1.96 * diff.se, abs=0.05)
+    # paired columns stay paired: the s.e. of mean(a) / mean(b) is the delta-method one, not the unpaired one
+    b = rng.uniform(1, 2, size=400)
+    pair = np.stack([b + rng.normal(0, 0.05, 400), b], 1)
+    ratio = inf.bootstrap_stat(lambda m: m[:, 0] / m[:, 1], [pair], seed=3)
+    r = pair[:, 0].sum() / pair[:, 1].sum()
+    delta = np.std(pair[:, 0] - r * pair[:, 1], ddof=1) / math.sqrt(400) / pair[:, 1].mean()
+    assert ratio.estimate == pytest.approx(r) and ratio.se == pytest.approx(delta, rel=0.1)
+
+
+def test_bootstrap_stat_on_binary_units_matches_the_binomial():
+    """Many identical rows (0/1 hits of images) take the multinomial path: the same distribution."""
+    rng = np.random.default_rng(3)
+    before = (rng.random(3000) < 0.9).astype(float)
+    after = before * (rng.random(3000) < 0.5)  # about half of the hits lost
+    iv = inf.bootstrap_stat(lambda m: m[:, 0], [after[:, None]], seed=4)
+    p = after.mean()
+    assert iv.se == pytest.approx(math.sqrt(p * (1 - p) / 3000), rel=0.05)
+    drop = inf.bootstrap_stat(lambda m: 1 - m[:, 1] / m[:, 0], [np.stack([before, after], 1)], seed=5)
+    r = after.sum() / before.sum()  # binomial: lost hits out of the hits before
+    assert drop.estimate == pytest.approx(1 - r) and drop.se == pytest.approx(math.sqrt(r * (1 - r) / before.sum()),
+                                                                           rel=0.1)
+
+
+def test_bootstrap_stat_infinite_values_and_errors():
+    x = np.array([[1.0], [2.0], [3.0], [4.0]])
+    inf_iv = inf.bootstrap_stat(lambda m: np.where(m[:, 0] > 2.4, np.inf, m[:, 0]), [x], n_boot=2000)
+    assert inf_iv.hi == math.inf and math.isfinite(inf_iv.lo) and math.isnan(inf_iv.se)
+    assert math.isnan(inf.bootstrap_stat(lambda m: m[:, 0], [x[:1]]).lo)  # one unit: no interval
+    with pytest.raises(ValueError, match="NaN"):
+        inf.bootstrap_stat(lambda m: m[:, 0] * np.nan, [x])
+    with pytest.raises(ValueError, match="finite"):
+        inf.bootstrap_stat(lambda m: m[:, 0], [np.array([[np.nan], [1.0]])])

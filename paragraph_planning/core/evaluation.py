@@ -87,6 +87,40 @@ def evaluate_lm(
         >>> row["n_tokens"], bool(np.isclose(row["perplexity"], np.exp(row["loss"])))
         (504, True)
     """
+    rows = evaluate_lm_rows(model, batches, skip_ids, n_tokens, max_logit_bytes, progress)
+    n, n_kept = float(rows.tokens.sum()), float(rows.kept.sum())
+    loss_sum, top1, top10, kept_top1, kept_top10 = (float(rows[c].sum()) for c in
+                                                     ("loss", "top1", "top10", "skip50_top1", "skip50_top10"))
+    return {
+        "loss": loss_sum / n,
+        "perplexity": math.exp(loss_sum / n),
+        "top1": top1 / n,
+        "top10": top10 / n,
+        "skip50_top1": kept_top1 / n_kept if n_kept else math.nan,
+        "skip50_top10": kept_top10 / n_kept if n_kept else math.nan,
+        "n_tokens": int(n),
+    }
+
+
+ROW_COLUMNS: tuple[str, ...] = ("row", "tokens", "loss", "top1", "top10", "kept", "skip50_top1", "skip50_top10")
+"""Columns of :func:`evaluate_lm_rows`."""
+
+
+@torch.no_grad()
+def evaluate_lm_rows(
+    model: HookedModel,
+    batches: torch.Tensor,
+    skip_ids: torch.Tensor | None = None,
+    n_tokens: int | None = None,
+    max_logit_bytes: int = MAX_LOGIT_BYTES,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Per-row sums behind :func:`evaluate_lm` (same arguments), for intervals over evaluation rows.
+
+    One row per token row: ``row`` (its index), ``tokens`` (targets), ``loss`` (summed cross-entropy),
+    ``top1``/``top10`` (hits), ``kept`` (targets not in ``skip_ids``) and ``skip50_top1``/``skip50_top10``
+    (hits among those). Column sums divided by ``tokens`` (or ``kept``) give :func:`evaluate_lm`'s means.
+    """
     if getattr(model.cfg, "kind", None) != "causal-lm":
         raise TypeError(f"evaluate_lm needs a causal language model, got {getattr(model, 'name', model)!r}.")
     rows = _rows(batches)
@@ -97,7 +131,7 @@ def evaluate_lm(
         needed = math.ceil(n_tokens / (seq - 1))
         if needed > rows.shape[0]:
             warnings.warn(f"batches hold only {rows.numel() - rows.shape[0]} targets, fewer than the "
-                          f"{n_tokens} requested: evaluating all of them.", stacklevel=2)
+                          f"{n_tokens} requested: evaluating all of them.", stacklevel=3)
         rows = rows[:needed]
     vocab = _vocab_size(model)
     if rows.min() < 0 or rows.max() >= vocab:
@@ -106,8 +140,8 @@ def evaluate_lm(
     skip = most_common_tokens(rows) if skip_ids is None else torch.as_tensor(skip_ids, dtype=torch.long).flatten()
     step = max(1, max_logit_bytes // (seq * vocab * 4))
 
-    # float64 sums: loss, top1, top10, and the same two plus a count over targets not in skip_ids
-    sums = torch.zeros(6, dtype=torch.float64)
+    # per row, float64 sums: loss, top1, top10, and the same two plus a count over targets not in skip_ids
+    sums = []
     for start in tqdm(range(0, rows.shape[0], step), disable=not progress, desc="evaluate_lm", unit="step"):
         x = rows[start:start + step]
         logits = model(x)
@@ -121,19 +155,13 @@ def evaluate_lm(
         del logits
         kept = ~torch.isin(target, skip.to(target.device))
         top1, top10 = rank < 1, rank < 10
-        sums += torch.stack([loss.double().sum(), top1.sum(), top10.sum(), (top1 & kept).sum(), (top10 & kept).sum(),
-                             kept.sum()]).double().cpu()
-    n = rows.shape[0] * (seq - 1)
-    loss_sum, top1, top10, kept_top1, kept_top10, n_kept = sums.tolist()
-    return {
-        "loss": loss_sum / n,
-        "perplexity": math.exp(loss_sum / n),
-        "top1": top1 / n,
-        "top10": top10 / n,
-        "skip50_top1": kept_top1 / n_kept if n_kept else math.nan,
-        "skip50_top10": kept_top10 / n_kept if n_kept else math.nan,
-        "n_tokens": n,
-    }
+        sums.append(torch.stack([loss.double().sum(-1), top1.sum(-1), top10.sum(-1), kept.sum(-1),
+                                 (top1 & kept).sum(-1), (top10 & kept).sum(-1)], -1).double().cpu())
+    s = torch.cat(sums).numpy()
+    out = pd.DataFrame({"row": range(rows.shape[0]), "tokens": seq - 1})
+    for i, c in enumerate(ROW_COLUMNS[2:]):
+        out[c] = s[:, i] if c == "loss" else s[:, i].round().astype("int64")
+    return out
 
 
 def evaluate_many(model: HookedModel, corpora: Mapping[str, torch.Tensor], **kwargs: Any) -> pd.DataFrame:

@@ -201,6 +201,59 @@ def bootstrap_difference(
                     k if clusters is not None else None, method)
 
 
+def bootstrap_stat(
+    stat: Callable[..., np.ndarray], samples: Sequence[np.ndarray], *, level: float = 0.95, n_boot: int = 10_000,
+    seed: int = 0, n: int | None = None, chunk: int = 256,
+) -> Interval:
+    """Percentile bootstrap of a statistic of the column means of several independent samples.
+
+    ``samples``: arrays ``[n_i, k_i]`` (units × columns, e.g. a text row's hits before and after
+    pruning), each resampled with replacement on its own (rows stay together, so paired columns
+    stay paired). ``stat(*means)`` gets the resampled column means ``[B, k_i]`` of every sample and
+    returns ``[B]`` values; a ratio of means is a ratio of sums, so drops and ratios of totals are
+    statistics of means. ``+inf``/``-inf`` values are allowed (e.g. a ratio over a zero denominator):
+    the bounds are order statistics, and ``se`` is NaN unless every value is finite; NaN values are
+    an error. ``n`` (default: all units) is reported in the interval.
+    """
+    _check_level(level)
+    arrays = [np.asarray(s, dtype=np.float64) for s in samples]
+    if not arrays:
+        raise ValueError("bootstrap_stat needs at least one sample.")
+    arrays = [a[:, None] if a.ndim == 1 else a for a in arrays]
+    for i, a in enumerate(arrays):
+        if a.ndim != 2 or a.shape[0] == 0 or not np.all(np.isfinite(a)):
+            raise ValueError(f"sample {i} must be a finite [units, columns] array with units, got shape {a.shape}.")
+    est = float(np.asarray(stat(*[a.mean(0, keepdims=True) for a in arrays])).reshape(-1)[0])
+    units = int(sum(a.shape[0] for a in arrays)) if n is None else int(n)
+    if any(a.shape[0] < 2 for a in arrays):
+        return Interval(est, math.nan, math.nan, level, units, math.nan, None, "bootstrap (a sample of one: no interval)")
+    rng = np.random.default_rng(seed)
+    # units with identical rows (e.g. an image's 0/1 hits) are interchangeable: draw how many of each
+    # distinct row a resample holds (a multinomial), which is the same distribution and far cheaper
+    patterns = [np.unique(a, axis=0, return_counts=True) for a in arrays]
+    values = []
+    for start in range(0, n_boot, chunk):
+        b = min(chunk, n_boot - start)
+        means = []
+        for a, (rows, freq) in zip(arrays, patterns):
+            m = a.shape[0]
+            if 4 * len(rows) <= m:
+                counts = rng.multinomial(m, freq / m, size=b)
+                means.append(counts @ rows / m)
+                continue
+            draw = rng.integers(0, m, size=(b, m)) + (np.arange(b) * m)[:, None]
+            counts = np.bincount(draw.reshape(-1), minlength=b * m).reshape(b, m)
+            means.append(counts @ a / m)
+        values.append(np.asarray(stat(*means), dtype=np.float64).reshape(b))
+    boot = np.sort(np.concatenate(values))
+    if np.isnan(boot).any():
+        raise ValueError("stat returned NaN for some resamples; map undefined values to +-inf or a number.")
+    lo = boot[int(math.floor((0.5 - level / 2) * (n_boot - 1)))]
+    hi = boot[int(math.ceil((0.5 + level / 2) * (n_boot - 1)))]
+    se = float(boot.std(ddof=1)) if np.all(np.isfinite(boot)) else math.nan
+    return Interval(est, float(lo), float(hi), level, units, se, None, "bootstrap")
+
+
 def permutation_test(
     values: Sequence[float] | np.ndarray, labels: Sequence[Any], stat: Callable[[np.ndarray, np.ndarray], float],
     groups: Sequence[Any] | None = None, *, n_perm: int = 10_000, seed: int = 0, alternative: Direction = "greater",

@@ -6,16 +6,20 @@ Importance of a neuron is a statistic ``I`` of its activations; the score is
 across all layers. Pruning is a persistent zero mask (:class:`~.interventions.NeuronMasks`);
 :func:`delete_neurons` zeroes the matching weights instead, with identical outputs.
 
-Differences from the reference library, on purpose: ``std`` is the standard deviation (the
-reference's ``std`` held the variance) and ``rms`` is ``sqrt(mean x²)`` (the reference computed
-``sqrt(var² + mean²)``).
+Differences from the reference library (the authors' ``taker``), on purpose: ``std`` is the
+standard deviation (the reference's ``std`` held the variance, so its ``std`` score is a variance
+ratio), ``rms`` is ``sqrt(mean x²)`` (the reference computed ``sqrt(var² + mean²)``), and whole heads
+are ranked by the mean of their neurons' scores (the reference's default head score is the median
+over ``d_head``). ``taker_compatible=True`` (in :func:`score_neurons`, :func:`head_scores` and
+:class:`PruningConfig`) reproduces the reference's formulas, so its selections can be compared with
+the corrected ones.
 """
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Literal, Mapping, get_args
 
 import pandas as pd
 import torch
@@ -47,13 +51,36 @@ SCORES: dict[str, Callable[[Any, Any, float], torch.Tensor]] = {
     "mean_diff": lambda forget, retain, eps: (forget.mean - retain.mean).abs(),
 }
 """Score functions; ``"random"`` (uniform scores from a seeded generator) is the baseline."""
-SCORE_NAMES: tuple[str, ...] = (*SCORES, "random")
+ScoreName = Literal["abs", "freq", "sqrt", "rms", "std", "mean_diff", "random"]
+SCORE_NAMES: tuple[str, ...] = get_args(ScoreName)
+
+
+def variance(s: Any) -> torch.Tensor:
+    """The sample variance of statistics ``s`` (its ``var``, or ``std²`` when it has none)."""
+    var = getattr(s, "var", None)
+    return var if var is not None else s.std.square()
+
+
+def _taker_rms(s: Any) -> torch.Tensor:
+    return (variance(s).square() + s.mean.square()).sqrt()
+
+
+TAKER_SCORES: dict[str, Callable[[Any, Any, float], torch.Tensor]] = {
+    "std": lambda forget, retain, eps: variance(forget) / (variance(retain) + eps),
+    "rms": lambda forget, retain, eps: _taker_rms(forget) / (_taker_rms(retain) + eps),
+}
+"""The reference library's formulas where they differ from :data:`SCORES`: its ``std`` statistic held
+the variance (so the score is a variance ratio) and its ``rms`` was ``sqrt(var² + mean²)``."""
 
 
 def score_neurons(
-    forget: Stats, retain: Stats, score: str = "abs", eps: Mapping[str, float] | None = None, seed: int = 0
+    forget: Stats, retain: Stats, score: str = "abs", eps: Mapping[str, float] | None = None, seed: int = 0,
+    taker_compatible: bool = False,
 ) -> dict[str, torch.Tensor]:
     """Per-neuron scores ``{hook name: [n_neurons] float64}`` from forget and retain statistics.
+
+    ``taker_compatible``: use the reference library's formulas (:data:`TAKER_SCORES`) for ``std``
+    and ``rms``; the other scores are the same either way.
 
     Example:
         >>> model = pp.load_model("tiny-llama")
@@ -70,13 +97,36 @@ def score_neurons(
         raise ValueError(f"Forget and retain statistics cover different sites: {missing[:4]}.")
     eps = {**DEFAULT_EPS, **(eps or {})}
     gen = torch.Generator().manual_seed(seed)
+    fn = TAKER_SCORES.get(score) if taker_compatible else None
+    fn = fn or SCORES.get(score)
     out = {}
     for name in sorted(forget, key=_site_order):
         site = site_of(name)
-        if score == "random":
+        if fn is None:  # random
             out[name] = torch.rand(forget[name].mean.numel(), generator=gen, dtype=torch.float64)
         else:
-            out[name] = SCORES[score](forget[name], retain[name], eps.get(site, 1e-3)).double().flatten()
+            out[name] = fn(forget[name], retain[name], eps.get(site, 1e-3)).double().flatten()
+    return out
+
+
+HeadAggregate = Literal["mean", "median"]
+HEAD_AGGREGATES: tuple[str, ...] = get_args(HeadAggregate)
+
+
+def head_scores(scores: Mapping[str, torch.Tensor], heads: int, agg: str = "mean") -> dict[str, torch.Tensor]:
+    """Each neuron's score replaced by its head's aggregate over ``d_head`` (``[n_neurons]`` per site).
+
+    ``agg="mean"`` is this package's head score; ``"median"`` is the reference library's default
+    (torch's median: the lower of the two middle values when ``d_head`` is even). Passing the result
+    to :func:`select_top` with ``heads`` ranks whole heads by that aggregate.
+    """
+    if agg not in HEAD_AGGREGATES:
+        raise ValueError(f"Unknown head aggregate {agg!r}. Valid: {', '.join(HEAD_AGGREGATES)}.")
+    out = {}
+    for name, s in scores.items():
+        per = s.view(heads, -1)
+        value = per.mean(-1) if agg == "mean" else per.median(-1).values
+        out[name] = value.repeat_interleave(per.shape[1])
     return out
 
 
@@ -130,24 +180,51 @@ def select_top(
     return {n: part.repeat_interleave(expand) for n, part in zip(names, chosen.split(sizes))}
 
 
-@dataclass
+@dataclass(frozen=True)
 class PruningConfig:
-    """Knobs of one selective-pruning run (``asdict`` feeds caches and chapter tables)."""
+    """Knobs of one selective-pruning run (frozen; ``asdict`` feeds caches and chapter tables).
+
+    ``ff_frac``/``attn_frac``: fraction of all FF / attention neurons pruned at each step (0: that
+    kind is not pruned); ``n_steps``: pruning steps; ``score``: the importance statistic
+    (:data:`SCORE_NAMES`); ``iterative``: re-collect statistics on the pruned model before each step
+    (False: collect once and prune ``frac·step`` at step ``step``); ``head_level``: prune whole
+    attention heads; ``ff_eps``/``attn_eps``: ε of the score ratio; ``seed``: of the random score;
+    ``taker_compatible``: the reference library's ``std``/``rms`` formulas and median head score.
+    """
 
     ff_frac: float = 0.02
     attn_frac: float = 0.0
     n_steps: int = 5
-    score: str = "abs"
+    score: ScoreName = "abs"
     iterative: bool = True
     head_level: bool = False
-    eps: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_EPS))
+    ff_eps: float = DEFAULT_EPS["mlp.pre_out"]
+    attn_eps: float = DEFAULT_EPS["attn.pre_out"]
     seed: int = 0
+    taker_compatible: bool = False
 
     def __post_init__(self) -> None:
         if self.score not in SCORE_NAMES:
             raise ValueError(f"Unknown score {self.score!r}. Valid scores: {', '.join(SCORE_NAMES)}.")
-        if self.n_steps < 1 or not (0 <= self.ff_frac <= 1 and 0 <= self.attn_frac <= 1):
-            raise ValueError("n_steps must be >= 1 and fractions in [0, 1].")
+        for name in ("ff_frac", "attn_frac"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 1:
+                raise ValueError(f"{name} must be a number in [0, 1], got {value!r}.")
+        if self.ff_frac == 0 and self.attn_frac == 0:
+            raise ValueError("Nothing to prune: ff_frac and attn_frac are both 0 (set at least one in (0, 1]).")
+        if not isinstance(self.n_steps, int) or isinstance(self.n_steps, bool) or self.n_steps < 1:
+            raise ValueError(f"n_steps must be an integer >= 1, got {self.n_steps!r}.")
+        for name in ("ff_eps", "attn_eps"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}.")
+        for name in ("iterative", "head_level", "taker_compatible"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}.")
+
+    @property
+    def eps(self) -> dict[str, float]:
+        """ε of the score ratio per site."""
+        return {"mlp.pre_out": self.ff_eps, "attn.pre_out": self.attn_eps}
 
     def fracs(self) -> dict[str, float]:
         """Fraction per neuron site (sites with fraction 0 are not scored)."""
@@ -211,10 +288,13 @@ def run_pruning(
         t0 = time.time()
         if config.iterative or step == 1:
             forget, retain = collect(model, "forget", all_names), collect(model, "retain", all_names)
-            scores = score_neurons(forget, retain, config.score, config.eps, seed=config.seed + step)
+            scores = score_neurons(forget, retain, config.score, config.eps, seed=config.seed + step,
+                                   taker_compatible=config.taker_compatible)
         for site, frac in fracs.items():
             site_scores = {n: scores[n] for n in names[site]}
             heads = model.cfg.n_heads if config.head_level and site == "attn.pre_out" else None
+            if heads:  # rank heads by the mean (reference library: the median) of their neurons' scores
+                site_scores = head_scores(site_scores, heads, "median" if config.taker_compatible else "mean")
             if config.iterative:
                 new = select_top(site_scores, frac, pruned, heads)
             else:  # one shot: the top frac·step of the same scores (a superset of the last step's)

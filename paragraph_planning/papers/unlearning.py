@@ -1,32 +1,30 @@
 """Unlearning by selective pruning (Pochinkov & Schoots 2023), as chapter-level experiments.
 
-Built on :mod:`paragraph_planning.core.pruning`. A *pair* holds the data of one forget/retain task:
+Built on :mod:`paragraph_planning.core.pruning`; the data are the pairs of
+:mod:`.unlearning_data` (re-exported here). Every experiment has one calling convention: a frozen,
+validated config and ``run_<experiment>(model, pair, cfg) -> tidy DataFrame``, cached on disk inside
+(:func:`paragraph_planning.cache.cached`, keyed by the pair's and the config's parameters, this
+code and the model), and leaves the model unpruned. The frames have one row per evaluation *unit*
+(a text row of ``seq_len`` tokens, or an image) and side (``forget`` / ``retain``), so intervals
+can resample units (:mod:`.unlearning_verdicts`). Unit columns: ``side``, ``unit``, ``label``
+(the image's class; text: the task), ``n`` (targets in the unit), and sums over the unit: ``loss``,
+``top1``, ``top10`` (images: ``top5``) and, for text, ``kept`` (targets outside the 50 most common)
+with ``skip50_top1``/``skip50_top10`` among them.
 
-* :func:`text_pair` — two text tasks for a language model, tokenised into collection batches
-  (train split) and evaluation batches (test split). A task is a corpus name with an optional
-  label filter: ``"python-code"``, ``"wiki-en:Mathematics"`` (one wiki topic), ``"wiki-en:!Mathematics"``
-  (every other topic), ``"bbc:sport,tech"``, ``"shakespeare:title:Hamlet"`` (see :func:`parse_task`).
-  Forget and retain documents must not overlap.
-* :func:`image_pair` — one image class to forget, the other classes to retain (Fashion-MNIST).
-
-Experiments take ``(model, pair)`` and leave the model unchanged (masks are removed at the end);
-each result is cached on disk (:func:`paragraph_planning.cache.cached`) under the model's name
-and the pair's and experiment's parameters:
-
-* :func:`neuron_moments` — forget and retain activation statistics of every neuron;
-* :func:`run_unlearning` — the pruning loop; its ``history`` has one row per step;
-* :func:`random_baseline` — random neurons pruned at given fractions;
-* :func:`compare_scores` — score functions × neuron kinds at one fixed fraction (paper's exp2).
-
-Summaries: :func:`drop_summary` (where forget accuracy reached a target, and the drop ratio
-there), :func:`add_drops`, :func:`score_frame`, :func:`class_table`; charts: :func:`curve_chart`.
+* :func:`neuron_moments`: forget and retain statistics of every neuron of the unpruned model,
+  shared by every score, run and comparison of a pair;
+* :func:`base_units`: the unpruned model's evaluation, shared the same way (every drop is from it);
+* :func:`run_unlearning` (:class:`~paragraph_planning.core.pruning.PruningConfig`): the pruning loop,
+  one block of units per step (step 0 = unpruned);
+* :func:`run_random` (:class:`RandomConfig`): random neurons pruned at fixed fractions, one block per seed;
+* :func:`run_scores` (:class:`ScoresConfig`): one kind of neuron pruned in one shot by each score
+  (the paper's exp2 grid), with the reference library's formulas as well where they differ;
+* :func:`taker_overlap`: how much the reference formulas change each score's selection.
 """
 from __future__ import annotations
 
-import inspect
 import math
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -36,17 +34,27 @@ import torch
 from ..core.architectures import NEURON_SITES, layer_of, site_of
 from ..core.hooks import HookedModel
 from ..core.interventions import NeuronMasks
-from ..core.pruning import PruningConfig, PruningResult, run_pruning, score_neurons, select_top
-from ..data.corpora import line_pieces
+from ..core.pruning import (
+    SCORE_NAMES,
+    PruningConfig,
+    ScoreName,
+    head_scores,
+    run_pruning,
+    score_neurons,
+    select_top,
+)
 from ..data.images import image_positions
+from .unlearning_data import ImagePair, TextPair, image_pair, pieces, text_pair  # noqa: F401  (the chapter's data)
 
 SITE_LABELS: dict[str, str] = {"mlp.pre_out": "FF", "attn.pre_out": "attention"}
 """Short names of the neuron sites used in tables."""
-LM_METRICS: tuple[str, ...] = ("loss", "top1", "top10", "skip50_top1")
-"""Language-model metrics kept per side (``forget_top1``, ``retain_loss``, ...)."""
+FRAC_COLUMNS: dict[str, str] = {"mlp.pre_out": "frac_ff", "attn.pre_out": "frac_attn"}
+"""Column of the pruned fraction of each site in the tidy frames."""
+TAKER_DIFFERS: tuple[str, ...] = ("std", "rms")
+"""Scores whose reference-library formula differs from this package's."""
 
+Pair = TextPair | ImagePair
 Collect = Callable[[HookedModel, str, list], Mapping[str, Any]]
-Evaluate = Callable[[HookedModel], Mapping[str, float]]
 
 
 # ============================================================================ statistics
@@ -56,6 +64,7 @@ class Moments:
 
     count: int
     mean: torch.Tensor
+    var: torch.Tensor
     std: torch.Tensor
     mean_abs: torch.Tensor
     mean_sqrt_abs: torch.Tensor
@@ -66,84 +75,19 @@ class Moments:
     def from_stats(cls, s: Any) -> "Moments":
         """From a :class:`~paragraph_planning.core.statistics.NeuronStats` (or anything with these fields)."""
         return cls(int(s.count), *(getattr(s, k).detach().double().cpu() for k in
-                                   ("mean", "std", "mean_abs", "mean_sqrt_abs", "rms", "frac_pos")))
-
-
-# ============================================================================ text tasks
-@dataclass
-class TextPair:
-    """Token batches ``[n_batches, batch, seq]`` of a forget and a retain text task.
-
-    ``*_collect`` come from the train split (statistics), ``*_eval`` from the test split; ``*_skip``
-    are the 50 most common targets of each evaluation set (left out by the ``skip50`` metrics).
-    """
-
-    forget: str
-    retain: str
-    forget_collect: torch.Tensor
-    retain_collect: torch.Tensor
-    forget_eval: torch.Tensor
-    retain_eval: torch.Tensor
-    forget_skip: torch.Tensor
-    retain_skip: torch.Tensor
-    params: dict[str, Any] = field(default_factory=dict)
-
-
-def pieces(texts: Sequence[str], max_chars: int) -> list[str]:
-    """Every text cut at line ends into pieces of at most about ``max_chars`` characters (:func:`~.data.line_pieces`)."""
-    return [p for t in texts for p in line_pieces(t, max_chars)]
-
-
-def text_pair(
-    tokenizer: Any, forget: str, retain: str, collect_tokens: int = 16_384, eval_tokens: int = 8_192,
-    seq_len: int = 256, batch_size: int = 8, seed: int = 0, piece_chars: int | None = 1000,
-) -> TextPair:
-    """Collection (train split) and evaluation (test split) batches of two disjoint text tasks.
-
-    ``piece_chars``: documents are cut into pieces of about this many characters (see :func:`pieces`),
-    which are shuffled with ``seed`` and joined with the eos token; None uses whole documents.
-    """
-    from datasets import Dataset
-
-    from ..core.evaluation import most_common_tokens
-    from ..data.corpora import token_batches
-    from ..data.tasks import Task, check_disjoint
-
-    tasks = {"forget": Task.parse(forget), "retain": Task.parse(retain)}
-    check_disjoint(tasks["forget"], tasks["retain"])
-    out: dict[str, torch.Tensor] = {}
-    for side, task in tasks.items():
-        for part, split, n in (("collect", "train", collect_tokens), ("eval", "test", eval_tokens)):
-            docs = task.documents(split)
-            if piece_chars:
-                docs = Dataset.from_dict({"text": pieces(docs["text"], piece_chars)})
-            out[f"{side}_{part}"] = token_batches(docs, tokenizer, n, seq_len, min(batch_size, -(-n // seq_len)),
-                                                  seed=seed)
-        out[f"{side}_skip"] = most_common_tokens(out[f"{side}_eval"])
-    params = dict(forget=forget, retain=retain, collect_tokens=collect_tokens, eval_tokens=eval_tokens,
-                  seq_len=seq_len, batch_size=batch_size, seed=seed, piece_chars=piece_chars)
-    return TextPair(forget, retain, **out, params=params)
-
-
-def _sites_of(names: Sequence[str]) -> list[str]:
-    return sorted({site_of(n) for n in names})
+                                   ("mean", "var", "std", "mean_abs", "mean_sqrt_abs", "rms", "frac_pos")))
 
 
 def _head_kwargs(model: HookedModel) -> dict[str, Any]:
     """Ask a causal LM for the last position's logits only (collection never reads logits)."""
+    import inspect
+
     if model.cfg.kind == "causal-lm" and "logits_to_keep" in inspect.signature(model.hf.forward).parameters:
         return {"logits_to_keep": 1}
     return {}
 
 
-def _collect_batches(model: HookedModel, batches: Any) -> list[Any]:
-    extra = _head_kwargs(model)
-    if not extra:
-        return list(batches)
-    return [{"input_ids": x, **extra} for x in batches]
-
-
-def collect_fn(pair: "TextPair | ImagePair", first: Mapping[str, Mapping[str, Moments]] | None = None) -> Collect:
+def collect_fn(pair: Pair, first: Mapping[str, Mapping[str, Moments]] | None = None) -> Collect:
     """``collect(model, "forget" | "retain", names) -> {name: Moments}`` for :func:`~.pruning.run_pruning`.
 
     ``first``: statistics already collected on the unpruned model (:func:`neuron_moments`),
@@ -157,129 +101,64 @@ def collect_fn(pair: "TextPair | ImagePair", first: Mapping[str, Mapping[str, Mo
         ready = unused.pop(which, None)
         if ready is not None and set(names) <= set(ready):
             return {n: ready[n] for n in names}
-        layers = sorted({layer_of(n) for n in names})
+        extra = _head_kwargs(model)
+        batches = getattr(pair, f"{which}_collect")
+        batches = [{"input_ids": x, **extra} for x in batches] if extra else list(batches)
         positions = image_positions(pair.positions) if isinstance(pair, ImagePair) else None
-        stats = collect_stats(model, _collect_batches(model, getattr(pair, f"{which}_collect")),
-                              sites=_sites_of(names), layers=layers, bins=1, reservoir=0, progress=False,
+        stats = collect_stats(model, batches, sites=sorted({site_of(n) for n in names}),
+                              layers=sorted({layer_of(n) for n in names}), bins=1, reservoir=0, progress=False,
                               positions=positions)
         return {n: Moments.from_stats(stats[n]) for n in names}
 
     return collect
 
 
-def evaluate_fn(pair: "TextPair | ImagePair") -> Evaluate:
-    """``evaluate(model) -> {"forget_top1": ..., "retain_top1": ..., ...}`` for either kind of pair."""
+# ============================================================================ evaluation per unit
+@torch.no_grad()
+def evaluate_units(model: HookedModel, pair: Pair, batch_size: int = 500) -> pd.DataFrame:
+    """The model's results per evaluation unit and side (the unit columns of the module docstring)."""
     if isinstance(pair, ImagePair):
-        return _evaluate_images_fn(pair)
-    from ..core.evaluation import evaluate_lm
+        from ..core.evaluation import classification_metrics
 
-    def evaluate(model: HookedModel) -> dict[str, float]:
-        out = {}
-        for side in ("forget", "retain"):
-            r = evaluate_lm(model, getattr(pair, f"{side}_eval"), skip_ids=getattr(pair, f"{side}_skip"))
-            out.update({f"{side}_{k}": float(r[k]) for k in LM_METRICS})
-        return out
+        parts = [classification_metrics(model(x), y) for x, y in
+                 zip(pair.eval_pixels.split(batch_size), pair.eval_labels.split(batch_size))]
+        m = {k: torch.cat([p[k] for p in parts]).double().numpy() for k in parts[0]}
+        labels = pair.eval_labels.numpy()
+        out = pd.DataFrame({"side": np.where(labels == pair.classes.index(pair.forget), "forget", "retain"),
+                            "unit": np.arange(len(labels)), "label": np.asarray(pair.classes)[labels], "n": 1,
+                            **m})
+        return out.sort_values(["side", "unit"], kind="stable").reset_index(drop=True)
+    from ..core.evaluation import evaluate_lm_rows
 
-    return evaluate
-
-
-# ============================================================================ image tasks
-@dataclass
-class ImagePair:
-    """Pixel batches of one class to forget and the others to retain, plus an evaluation set.
-
-    ``classes``: the classes the model predicts (a prefix of the data set's classes);
-    ``forget_collect``/``retain_collect``: lists of ``[batch, channels, h, w]`` from the train split;
-    ``eval_set``: test images of ``classes`` (a ``datasets.Dataset``), read with ``processor``;
-    ``positions``: where statistics are collected, ``"cls"`` (the class token, position 0) or ``"all"``.
-    """
-
-    forget: str
-    classes: tuple[str, ...]
-    forget_collect: list[torch.Tensor]
-    retain_collect: list[torch.Tensor]
-    eval_set: Any
-    processor: Any
-    positions: str = "cls"
-    params: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def retain(self) -> str:
-        """Label of the retain side: every other class."""
-        return f"all but {self.forget}"
+    frames = []
+    for side in ("forget", "retain"):
+        rows = evaluate_lm_rows(model, getattr(pair, f"{side}_eval"), skip_ids=getattr(pair, f"{side}_skip"))
+        frames.append(rows.rename(columns={"row": "unit", "tokens": "n"}).assign(side=side, label=getattr(pair, side)))
+    out = pd.concat(frames, ignore_index=True)
+    return out[["side", "unit", "label", *[c for c in out.columns if c not in ("side", "unit", "label")]]]
 
 
-def image_pair(
-    model: HookedModel, forget_class: str = "Bag", dataset: str = "fashion-mnist", collect_images: int = 1000,
-    eval_per_class: int | None = None, batch_size: int = 250, seed: int = 0, positions: str = "cls",
-) -> ImagePair:
-    """Forget one class of an image classifier: train images for statistics, test images to evaluate.
-
-    The retain side draws ``collect_images`` train images from the other classes. A model with
-    fewer outputs than the data set has classes (a tiny test model) keeps the first classes only.
-    ``eval_per_class``: test images per class (None: all). ``positions="cls"`` collects the neuron
-    statistics at the class token only, the one position a ViT classifier reads its decision from;
-    ``"all"`` uses every token (CLS and patches), as for language models.
-    """
-    image_positions(positions)  # raises on an unknown policy, naming the valid ones
-    from ..data.corpora import load_corpus
-    from ..data.images import images_array, labels_array, pixel_processor
-
-    train, test = load_corpus(dataset, "train"), load_corpus(dataset, "test")
-    names = tuple(train.features["label"].names)
-    n_out = int(getattr(model.hf.config, "num_labels", len(names)))
-    classes = names[:min(n_out, len(names))]
-    if forget_class not in classes:
-        raise ValueError(f"Unknown forget_class {forget_class!r} for this model. Classes: {', '.join(classes)}.")
-    target = classes.index(forget_class)
-    processor = pixel_processor(model)
-    gen = torch.Generator().manual_seed(seed)
-    y = labels_array(train)
-    images = images_array(train)
-    sides = {}
-    for side, keep in (("forget", y == target), ("retain", (y != target) & (y < len(classes)))):
-        idx = np.flatnonzero(keep)
-        idx = idx[torch.randperm(len(idx), generator=gen).numpy()[:collect_images]]
-        pixels = processor(images[np.sort(idx)])
-        sides[f"{side}_collect"] = list(pixels.split(batch_size))
-    y_test = labels_array(test)
-    keep_test = np.flatnonzero(y_test < len(classes))
-    if eval_per_class is not None:
-        keep_test = np.concatenate([np.flatnonzero(y_test == c)[:eval_per_class] for c in range(len(classes))])
-    params = dict(dataset=dataset, forget_class=forget_class, classes=list(classes), collect_images=collect_images,
-                  eval_per_class=eval_per_class, batch_size=batch_size, seed=seed, processor=repr(processor),
-                  positions=positions)
-    return ImagePair(forget_class, classes, eval_set=test.select(np.sort(keep_test)), processor=processor,
-                     positions=positions, params=params, **sides)
+def metric_denominator(metric: str) -> str:
+    """The unit column a metric's sum is divided by: ``kept`` for the skip50 metrics, else ``n``."""
+    return "kept" if metric.startswith("skip50_") else "n"
 
 
-def _evaluate_images_fn(pair: ImagePair) -> Evaluate:
-    from ..data.images import evaluate_images
-
-    def evaluate(model: HookedModel) -> dict[str, float]:
-        per = evaluate_images(model, pair.eval_set, processor=pair.processor)["per_class"].loc[list(pair.classes)]
-        rest = per.drop(index=pair.forget)
-        out = {"forget_top1": float(per.loc[pair.forget, "top1"]), "forget_loss": float(per.loc[pair.forget, "loss"]),
-               "retain_top1": float((rest.top1 * rest.n).sum() / rest.n.sum()),
-               "retain_loss": float((rest.loss * rest.n).sum() / rest.n.sum())}
-        out.update({f"top1[{c}]": float(per.loc[c, "top1"]) for c in pair.classes})
-        return out
-
-    return evaluate
+def side_means(units: pd.DataFrame, metric: str = "top1") -> dict[str, float]:
+    """``{"forget_<metric>": ..., "retain_<metric>": ...}``: the metric over all units of each side."""
+    den = metric_denominator(metric)
+    g = units.groupby("side")[[metric, den]].sum()
+    return {f"{side}_{metric}": float(g.loc[side, metric] / g.loc[side, den]) if g.loc[side, den] else math.nan
+            for side in g.index}
 
 
-# ============================================================================ cached experiments
-def _cached(kind: str, model: HookedModel, pair: Any, params: Mapping[str, Any], compute: Callable[[], Any],
-            cache: bool) -> Any:
-    if not cache:
-        return compute()
+# ============================================================================ shared, cached computations
+def _cached(kind: str, model: HookedModel, pair: Pair, params: Mapping[str, Any], compute: Callable[[], Any]) -> Any:
     from ..cache import cached
 
     return cached(kind, {"pair": pair.params, **params}, compute, model=model)
 
 
-def neuron_moments(model: HookedModel, pair: TextPair | ImagePair, sites: Sequence[str] = NEURON_SITES,
-                   cache: bool = True) -> dict[str, dict[str, Moments]]:
+def neuron_moments(model: HookedModel, pair: Pair, sites: Sequence[str] = NEURON_SITES) -> dict[str, dict[str, Moments]]:
     """``{"forget": {name: Moments}, "retain": {...}}`` on the unpruned model, every layer of ``sites``."""
     names = model.hook_names(list(sites))
 
@@ -287,25 +166,123 @@ def neuron_moments(model: HookedModel, pair: TextPair | ImagePair, sites: Sequen
         collect = collect_fn(pair)
         return {side: collect(model, side, names) for side in ("forget", "retain")}
 
-    return _cached("unlearning-moments", model, pair, {"sites": sorted(sites)}, compute, cache)
+    return _cached("unlearning-moments", model, pair, {"sites": sorted(sites)}, compute)
 
 
-def run_unlearning(
-    model: HookedModel, pair: TextPair | ImagePair, config: PruningConfig,
-    moments: Mapping[str, Mapping[str, Moments]] | None = None, cache: bool = True, progress: bool = False,
-) -> PruningResult:
-    """Selective pruning of ``pair.forget`` against ``pair.retain``; the model is left unpruned.
+def base_units(model: HookedModel, pair: Pair) -> pd.DataFrame:
+    """:func:`evaluate_units` of the unpruned model (cached; every experiment's step 0)."""
+    return _cached("unlearning-base", model, pair, {}, lambda: evaluate_units(model, pair))
 
-    ``moments`` (from :func:`neuron_moments`) replace the first collection. The result's
-    ``masks`` can be re-installed with ``NeuronMasks(model).update(result.masks)``.
+
+def _with(frame: pd.DataFrame, **columns: Any) -> pd.DataFrame:
+    """``frame`` with constant ``columns`` in front."""
+    out = frame.copy()
+    for i, (k, v) in enumerate(columns.items()):
+        out.insert(i, k, v)
+    return out
+
+
+# ============================================================================ pruned counts
+def site_size(model: HookedModel, site: str) -> int:
+    """Neurons of one site over all layers."""
+    return model.cfg.n_neurons(site) * model.cfg.n_layers
+
+
+def final_counts(model: HookedModel, cfg: PruningConfig) -> dict[str, int]:
+    """Neurons of each site that :func:`run_unlearning` has pruned after its last step (known in advance)."""
+    out = {}
+    for site, frac in cfg.fracs().items():
+        n = site_size(model, site)
+        if cfg.head_level and site == "attn.pre_out":
+            heads = model.cfg.n_heads * model.cfg.n_layers
+            step, total, unit = int(frac * heads), heads, n // heads
+        else:
+            step, total, unit = int(frac * n), n, 1
+        chosen = min(total, step * cfg.n_steps) if cfg.iterative else int(min(1.0, frac * cfg.n_steps) * total)
+        out[site] = chosen * unit
+    return out
+
+
+def frac_for(count: int, total: int) -> float:
+    """The smallest fraction ``f`` with ``int(f · total) == count`` (and ``round(f · total) == count``)."""
+    if not 0 <= count <= total:
+        raise ValueError(f"Need 0 <= count <= total, got {count} and {total}.")
+    f = count / total
+    while int(f * total) < count:
+        f = math.nextafter(f, 2.0)
+    return f
+
+
+def final_fracs(model: HookedModel, cfg: PruningConfig) -> dict[str, float]:
+    """:func:`final_counts` as fractions of each site (what a random baseline at the same budget prunes)."""
+    return {s: frac_for(k, site_size(model, s)) for s, k in final_counts(model, cfg).items()}
+
+
+# ============================================================================ experiments
+def run_unlearning(model: HookedModel, pair: Pair, cfg: PruningConfig) -> pd.DataFrame:
+    """Selective pruning of ``pair.forget`` against ``pair.retain``: units per step (step 0 = unpruned).
+
+    Columns: ``step``, ``frac_ff``, ``frac_attn`` (fractions pruned so far), then the unit columns.
+    The first statistics and the step-0 evaluation are the shared :func:`neuron_moments` and
+    :func:`base_units`. The model is left unpruned.
     """
-    def compute() -> dict[str, Any]:
-        res = run_pruning(model, collect_fn(pair, moments), evaluate_fn(pair), config, progress=progress)
-        res.handle.remove()
-        return {"history": res.history, "masks": res.masks, "scores": res.scores, "config": asdict(config)}
+    if not isinstance(cfg, PruningConfig):
+        raise TypeError(f"cfg must be a PruningConfig, got {type(cfg).__name__}.")
+    moments, base = neuron_moments(model, pair), base_units(model, pair)
 
-    blob = _cached("unlearning-run", model, pair, {"config": asdict(config)}, compute, cache)
-    return PruningResult(blob["history"], blob["masks"], blob["scores"], PruningConfig(**blob["config"]))
+    def compute() -> pd.DataFrame:
+        blocks: list[pd.DataFrame] = []
+
+        def evaluate(m: HookedModel) -> dict[str, float]:
+            units = base if not blocks else evaluate_units(m, pair)
+            blocks.append(units)
+            return side_means(units)
+
+        res = run_pruning(model, collect_fn(pair, moments), evaluate, cfg, progress=False)
+        res.handle.remove()
+        h = res.history
+        out = []
+        for step, units in enumerate(blocks):
+            row = h.loc[h.step == step].iloc[0]
+            fr = {c: float(row.get(f"frac_{s}", 0.0)) for s, c in FRAC_COLUMNS.items()}
+            out.append(_with(units, step=step, **fr))
+        return pd.concat(out, ignore_index=True)
+
+    return _cached("unlearning-run", model, pair, {"config": asdict(cfg)}, compute)
+
+
+def _check_frac(name: str, value: Any) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 1:
+        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}.")
+
+
+@dataclass(frozen=True)
+class RandomConfig:
+    """Random pruning: ``ff_frac``/``attn_frac`` of all neurons of each kind, drawn anew for each of ``seeds``."""
+
+    ff_frac: float = 0.0
+    attn_frac: float = 0.0
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+
+    def __post_init__(self) -> None:
+        _check_frac("ff_frac", self.ff_frac)
+        _check_frac("attn_frac", self.attn_frac)
+        if self.ff_frac == 0 and self.attn_frac == 0:
+            raise ValueError("Nothing to prune: ff_frac and attn_frac are both 0.")
+        seeds = tuple(self.seeds)
+        if not seeds or len(set(seeds)) != len(seeds) or not all(isinstance(s, int) for s in seeds):
+            raise ValueError(f"seeds must be distinct integers (at least one), got {self.seeds!r}.")
+        object.__setattr__(self, "seeds", seeds)
+
+    def fracs(self) -> dict[str, float]:
+        """Fraction per neuron site (sites with fraction 0 are left out)."""
+        return {s: float(f) for s, f in (("mlp.pre_out", self.ff_frac), ("attn.pre_out", self.attn_frac)) if f > 0}
+
+    @classmethod
+    def matching(cls, model: HookedModel, cfg: PruningConfig, seeds: Sequence[int] = (0, 1, 2, 3, 4)) -> "RandomConfig":
+        """The random baseline at the budget ``cfg`` reaches after its last step (:func:`final_fracs`)."""
+        f = final_fracs(model, cfg)
+        return cls(f.get("mlp.pre_out", 0.0), f.get("attn.pre_out", 0.0), tuple(seeds))
 
 
 def random_masks(model: HookedModel, fracs: Mapping[str, float], seed: int = 0) -> dict[str, torch.Tensor]:
@@ -313,111 +290,145 @@ def random_masks(model: HookedModel, fracs: Mapping[str, float], seed: int = 0) 
     gen = torch.Generator().manual_seed(seed)
     out: dict[str, torch.Tensor] = {}
     for site, frac in fracs.items():
-        if not 0 <= frac <= 1:
-            raise ValueError(f"Fraction for {site} must be in [0, 1], got {frac}.")
+        _check_frac(f"fraction of {site}", frac)
         names = model.hook_names(site)
         n = model.cfg.n_neurons(site)
-        k = round(frac * n * len(names))
         pruned = torch.zeros(n * len(names), dtype=torch.bool)
-        pruned[torch.randperm(n * len(names), generator=gen)[:k]] = True
+        pruned[torch.randperm(n * len(names), generator=gen)[:round(frac * n * len(names))]] = True
         out.update({name: ~part for name, part in zip(names, pruned.split(n))})
     return out
 
 
-def random_baseline(model: HookedModel, pair: TextPair | ImagePair, fracs: Mapping[str, float], seed: int = 0,
-                    cache: bool = True) -> dict[str, float]:
-    """Metrics with random neurons pruned at ``fracs`` (``{site: fraction}``), plus the fractions pruned."""
-    fracs = {s: float(f) for s, f in fracs.items() if f > 0}
-
-    def compute() -> dict[str, float]:
-        keep = random_masks(model, fracs, seed)
-        with NeuronMasks(model) as masks:
-            masks.update(keep)
-            metrics = dict(evaluate_fn(pair)(model))
-        for site in fracs:
-            k = torch.cat([keep[n] for n in model.hook_names(site)])
-            metrics[f"frac_{site}"] = float((~k).double().mean())
-        return metrics
-
-    return _cached("unlearning-random", model, pair, {"fracs": fracs, "seed": seed}, compute, cache)
+def _masked_units(model: HookedModel, pair: Pair, keep: Mapping[str, torch.Tensor]) -> tuple[pd.DataFrame, dict]:
+    with NeuronMasks(model) as masks:
+        masks.update(keep)
+        units = evaluate_units(model, pair)
+    fr = {c: 0.0 for c in FRAC_COLUMNS.values()}
+    for site, c in FRAC_COLUMNS.items():
+        k = [keep[n] for n in model.hook_names(site) if n in keep]
+        if k:
+            fr[c] = float((~torch.cat(k)).double().mean())
+    return units, fr
 
 
-def compare_scores(
-    model: HookedModel, pair: TextPair | ImagePair, moments: Mapping[str, Mapping[str, Moments]], frac: float,
-    scores: Sequence[str] = ("abs", "freq", "rms", "std", "random"), sites: Sequence[str] = NEURON_SITES,
-    seed: int = 0, cache: bool = True,
-) -> pd.DataFrame:
-    """Prune ``frac`` of one neuron kind, chosen by each score, in one shot; one row per (score, site).
+def run_random(model: HookedModel, pair: Pair, cfg: RandomConfig) -> pd.DataFrame:
+    """Random pruning at ``cfg``'s fractions: ``seed``, ``frac_ff``, ``frac_attn`` and the unit columns.
 
-    Columns: ``score``, ``neurons`` (FF / attention), ``site``, ``frac``, the metrics, ``seconds``.
+    Each seed is cached on its own, so more seeds reuse the ones already computed.
     """
-    def compute() -> pd.DataFrame:
-        evaluate, rows = evaluate_fn(pair), []
-        for site in sites:
-            names = model.hook_names(site)
-            f = {n: moments["forget"][n] for n in names}
-            r = {n: moments["retain"][n] for n in names}
+    if not isinstance(cfg, RandomConfig):
+        raise TypeError(f"cfg must be a RandomConfig, got {type(cfg).__name__}.")
+    blocks = []
+    for seed in cfg.seeds:
+        def compute(seed: int = seed) -> pd.DataFrame:
+            units, fr = _masked_units(model, pair, random_masks(model, cfg.fracs(), seed))
+            return _with(units, seed=seed, **fr)
+
+        blocks.append(_cached("unlearning-random", model, pair, {"fracs": cfg.fracs(), "seed": seed}, compute))
+    return pd.concat(blocks, ignore_index=True)
+
+
+@dataclass(frozen=True)
+class ScoresConfig:
+    """One-shot pruning of one kind of neuron by each score (the paper's exp2 grid).
+
+    ``ff_frac``/``attn_frac``: the fraction of that kind pruned (0: kind left out); ``scores``: from
+    :data:`~paragraph_planning.core.pruning.SCORE_NAMES` (use :func:`run_random` for the random
+    baseline); ``taker``: also the reference library's formulas for the scores where they differ
+    (:data:`TAKER_DIFFERS`); ``seed``: of the ``random`` score, if listed.
+    """
+
+    ff_frac: float = 0.05
+    attn_frac: float = 0.05
+    scores: tuple[ScoreName, ...] = ("abs", "freq", "sqrt", "rms", "std")
+    taker: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check_frac("ff_frac", self.ff_frac)
+        _check_frac("attn_frac", self.attn_frac)
+        scores = tuple(self.scores)
+        bad = [s for s in scores if s not in SCORE_NAMES]
+        if bad or not scores:
+            raise ValueError(f"Unknown scores {bad} (need at least one). Valid scores: {', '.join(SCORE_NAMES)}.")
+        object.__setattr__(self, "scores", scores)
+        if not isinstance(self.taker, bool):
+            raise ValueError(f"taker must be True or False, got {self.taker!r}.")
+
+    def fracs(self) -> dict[str, float]:
+        """Fraction per neuron site (sites with fraction 0 are left out)."""
+        return {s: float(f) for s, f in (("mlp.pre_out", self.ff_frac), ("attn.pre_out", self.attn_frac)) if f > 0}
+
+    def cells(self) -> list[tuple[str, str, bool]]:
+        """``(site, score, taker_compatible)`` of every one-shot pruning to evaluate."""
+        return [(site, score, taker) for site in self.fracs() for score in self.scores
+                for taker in ((False, True) if self.taker and score in TAKER_DIFFERS else (False,))]
+
+
+def _site_scores(moments: Mapping[str, Mapping[str, Moments]], model: HookedModel, site: str, score: str,
+                 taker: bool = False, seed: int = 0) -> dict[str, torch.Tensor]:
+    names = model.hook_names(site)
+    return score_neurons({n: moments["forget"][n] for n in names}, {n: moments["retain"][n] for n in names}, score,
+                         seed=seed, taker_compatible=taker)
+
+
+def run_scores(model: HookedModel, pair: Pair, cfg: ScoresConfig) -> pd.DataFrame:
+    """One-shot pruning by each score: ``score``, ``formula`` (``"package"`` or ``"taker"``), ``neurons``,
+    ``site``, ``frac_ff``, ``frac_attn`` and the unit columns. Scores come from :func:`neuron_moments`.
+
+    Each evaluation is cached under the set of neurons it prunes, so two formulas that select the
+    same neurons (e.g. ``std`` with and without ``taker``) are evaluated once.
+    """
+    import hashlib
+
+    if not isinstance(cfg, ScoresConfig):
+        raise TypeError(f"cfg must be a ScoresConfig, got {type(cfg).__name__}.")
+    moments = neuron_moments(model, pair)
+    blocks = []
+    for site, score, taker in cfg.cells():
+        sel = select_top(_site_scores(moments, model, site, score, taker, cfg.seed), cfg.fracs()[site])
+        keep = {n: ~m for n, m in sel.items()}
+        digest = hashlib.sha256(torch.cat([sel[n] for n in sorted(sel)]).numpy().tobytes()).hexdigest()[:32]
+
+        def compute(keep: Mapping[str, torch.Tensor] = keep) -> pd.DataFrame:
+            units, fr = _masked_units(model, pair, keep)
+            return _with(units, **fr)
+
+        units = _cached("unlearning-pruned", model, pair, {"site": site, "pruned": digest}, compute)
+        blocks.append(_with(units, score=score, formula="taker" if taker else "package", neurons=SITE_LABELS[site],
+                            site=site))
+    return pd.concat(blocks, ignore_index=True)
+
+
+def taker_overlap(model: HookedModel, moments: Mapping[str, Mapping[str, Moments]], fracs: Mapping[str, float],
+                  scores: Sequence[str] = ("abs", "freq", "sqrt", "rms", "std"), head_level: bool = True) -> pd.DataFrame:
+    """Overlap of the top-k selections with the reference library's formulas and with this package's.
+
+    One row per score and neuron kind: ``score``, ``neurons``, ``selection`` (``"neurons"`` or
+    ``"heads"``), ``k`` (neurons selected), ``shared`` and ``overlap`` = shared / k (1: the same set).
+    With ``head_level``, attention also gets whole-head selections: mean (package) against median
+    (reference) of each head's neuron scores, both with this package's score formulas.
+    """
+    rows = []
+    for site, frac in fracs.items():
+        for score in scores:
+            a, b = (select_top(_site_scores(moments, model, site, score, taker), frac) for taker in (False, True))
+            rows.append(_overlap_row(score, site, "neurons", a, b))
+        if head_level and site == "attn.pre_out":
+            heads = model.cfg.n_heads
             for score in scores:
-                t0 = time.perf_counter()
-                sel = select_top(score_neurons(f, r, score, seed=seed), frac)
-                with NeuronMasks(model) as masks:
-                    masks.update({n: ~sel[n] for n in names})
-                    metrics = evaluate(model)
-                rows.append({"score": score, "neurons": SITE_LABELS.get(site, site), "site": site,
-                             "frac": float(torch.cat(list(sel.values())).double().mean()), **metrics,
-                             "seconds": time.perf_counter() - t0})
-        return pd.DataFrame(rows)
-
-    return _cached("unlearning-compare", model, pair,
-                   {"frac": frac, "scores": list(scores), "sites": list(sites), "seed": seed}, compute, cache)
+                s = _site_scores(moments, model, site, score)
+                a, b = (select_top(head_scores(s, heads, agg), frac, heads=heads) for agg in ("mean", "median"))
+                rows.append(_overlap_row(score, site, "heads", a, b))
+    return pd.DataFrame(rows)
 
 
-# ============================================================================ summaries
-def _drop(base: float, value: float) -> float:
-    return (base - value) / base if base else math.nan
-
-
-def _ratio(forget_drop: float, retain_drop: float) -> float:
-    if math.isnan(forget_drop) or math.isnan(retain_drop):
-        return math.nan
-    if retain_drop <= 0:
-        return math.inf if forget_drop > 0 else math.nan
-    return forget_drop / retain_drop
-
-
-def add_drops(df: pd.DataFrame, base: Mapping[str, float], metric: str = "top1") -> pd.DataFrame:
-    """Add ``forget_drop``/``retain_drop`` (relative to ``base``, e.g. the unpruned row) and their ``ratio``.
-
-    A drop is ``(base − value) / base``: 0.5 means the metric halved. ``ratio`` is
-    ``forget_drop / retain_drop`` (inf when retain did not drop at all).
-    """
-    out = df.copy()
-    for side in ("forget", "retain"):
-        out[f"{side}_drop"] = [_drop(base[f"{side}_{metric}"], v) for v in out[f"{side}_{metric}"]]
-    out["ratio"] = [_ratio(f, r) for f, r in zip(out.forget_drop, out.retain_drop)]
-    return out
-
-
-def drop_summary(history: pd.DataFrame, metric: str = "top1", target: float | None = None,
-                 fraction: float = 0.5) -> dict[str, Any]:
-    """Where the forget metric first reached ``target`` (default: ``(1 − fraction)`` × its unpruned value).
-
-    Returns ``reached`` (bool), ``step``, the pruned fractions ``frac_*`` there, the unpruned and
-    reached values of both sides, their relative drops and ``ratio`` = forget drop / retain drop.
-    If the target is never reached (or is not below the unpruned value), the numbers are those of the
-    last step and ``reached`` is False.
-    """
-    h = history.sort_values("step").reset_index(drop=True)
-    f0, r0 = float(h[f"forget_{metric}"].iloc[0]), float(h[f"retain_{metric}"].iloc[0])
-    target = f0 * (1 - fraction) if target is None else float(target)
-    hits = h.index[(h[f"forget_{metric}"] <= target) & (h.step > 0)] if target < f0 else h.index[:0]
-    row = h.loc[hits[0]] if len(hits) else h.iloc[-1]
-    f, r = float(row[f"forget_{metric}"]), float(row[f"retain_{metric}"])
-    fd, rd = _drop(f0, f), _drop(r0, r)
-    return {"metric": metric, "target": target, "reached": bool(len(hits)), "step": int(row.step),
-            **{c: float(row[c]) for c in h.columns if c.startswith("frac_")},
-            "forget_base": f0, "forget": f, "retain_base": r0, "retain": r,
-            "forget_drop": fd, "retain_drop": rd, "ratio": _ratio(fd, rd)}
+def _overlap_row(score: str, site: str, selection: str, a: Mapping[str, torch.Tensor],
+                 b: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    x, y = torch.cat(list(a.values())), torch.cat(list(b.values()))
+    k, shared = int(x.sum()), int((x & y).sum())
+    return {"score": score, "neurons": SITE_LABELS[site], "selection": selection, "k": k, "shared": shared,
+            "overlap": shared / k if k else math.nan}
 
 
 def score_frame(moments: Mapping[str, Mapping[str, Moments]], model: HookedModel, score: str = "abs",
@@ -429,66 +440,18 @@ def score_frame(moments: Mapping[str, Mapping[str, Moments]], model: HookedModel
         names = [n for n in model.hook_names(site) if n in moments["forget"]]
         if not names:
             continue
-        f = {n: moments["forget"][n] for n in names}
-        r = {n: moments["retain"][n] for n in names}
-        s = score_neurons(f, r, score, seed=seed)
+        s = _site_scores(moments, model, site, score, seed=seed)
         n = model.cfg.n_neurons(site)
         df = pd.DataFrame({
             "site": site, "neurons": SITE_LABELS.get(site, site),
             "layer": np.repeat([layer_of(x) for x in names], n),
             "neuron": np.tile(np.arange(n), len(names)),
             "score": torch.cat([s[x] for x in names]).numpy(),
-            "forget_mean_abs": torch.cat([f[x].mean_abs for x in names]).numpy(),
-            "retain_mean_abs": torch.cat([r[x].mean_abs for x in names]).numpy(),
+            "forget_mean_abs": torch.cat([moments["forget"][x].mean_abs for x in names]).numpy(),
+            "retain_mean_abs": torch.cat([moments["retain"][x].mean_abs for x in names]).numpy(),
         })
         if site == "attn.pre_out":
             df["head"] = df.neuron // model.cfg.d_head
         df["rank"] = df.score.rank(ascending=False, method="first").astype(int)
         frames.append(df)
     return pd.concat(frames, ignore_index=True)
-
-
-def class_table(history: pd.DataFrame, step: int, classes: Sequence[str], forget: str) -> pd.DataFrame:
-    """Per-class top-1 before pruning and at ``step``, and the share kept (``after / before``)."""
-    h = history.set_index("step")
-    rows = [{"class": c, "forgotten": c == forget, "before": h.loc[0, f"top1[{c}]"],
-             "after": h.loc[step, f"top1[{c}]"]} for c in classes]
-    df = pd.DataFrame(rows)
-    df["kept"] = df.after / df.before.where(df.before > 0)
-    return df
-
-
-def long_history(history: pd.DataFrame, metrics: Sequence[str] = ("top1", "loss")) -> pd.DataFrame:
-    """Tidy history: ``step``, ``frac`` (pruned fraction, first site), ``side``, ``metric``, ``value``."""
-    frac_cols = [c for c in history.columns if c.startswith("frac_")]
-    rows = []
-    for _, row in history.iterrows():
-        for m in metrics:
-            for side in ("forget", "retain"):
-                if f"{side}_{m}" in history:
-                    rows.append({"step": int(row.step), "frac": float(row[frac_cols[0]]) if frac_cols else math.nan,
-                                 "side": side, "metric": m, "value": float(row[f"{side}_{m}"])})
-    return pd.DataFrame(rows)
-
-
-# ============================================================================ charts
-def curve_chart(history: pd.DataFrame, metrics: Sequence[str] = ("top1", "loss"), title: str = "",
-                width: int = 300) -> Any:
-    """Forget vs retain metrics per pruning step, one panel per metric; hover a step to read its values."""
-    import altair as alt
-
-    df = long_history(history, metrics)
-    hover = alt.selection_point(nearest=True, on="pointerover", fields=["step"], empty=False, clear="pointerout")
-    base = alt.Chart().encode(x=alt.X("step:O", title="pruning step", axis=alt.Axis(labelAngle=0)))
-    lines = base.mark_line(point=True).encode(
-        y=alt.Y("value:Q", title=None, scale=alt.Scale(zero=False)),
-        color=alt.Color("side:N", title="data", scale=alt.Scale(domain=["forget", "retain"])))
-    catcher = base.mark_rule(strokeWidth=14, opacity=0).encode(
-        tooltip=[alt.Tooltip("step:Q"), alt.Tooltip("frac:Q", title="fraction pruned", format=".2%")],
-    ).add_params(hover)
-    rule = base.mark_rule(color="#777").transform_filter(hover)
-    labels = lines.mark_text(align="left", dx=6, dy=-6, fontSize=11).encode(
-        text=alt.Text("value:Q", format=".3f")).transform_filter(hover)
-    chart = alt.layer(lines, rule, labels, catcher, data=df).properties(width=width, height=220).facet(
-        column=alt.Column("metric:N", title=None, sort=list(metrics))).resolve_scale(y="independent")
-    return chart.properties(title=title) if title else chart
