@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from paragraph_planning.core.inference import ABSENT, HOLDS, UNDETERMINED, simultaneous_t
+from paragraph_planning.core.inference import ABSENT, HOLDS, UNDETERMINED
+from paragraph_planning.core.multiplicity import simultaneous_t
 from paragraph_planning.papers.ablation_eval import ALL_LAYERS
 from paragraph_planning.papers.ablation_verdicts import (
     chain,

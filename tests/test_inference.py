@@ -8,6 +8,7 @@ import pytest
 from scipy import stats
 
 from paragraph_planning.core import inference as inf
+from paragraph_planning.core import multiplicity as mult
 
 
 def test_wilson_matches_the_closed_form_and_statsmodels_values():
@@ -147,15 +148,15 @@ def test_synthetic_effects_get_the_right_verdicts():
 
 
 def test_max_t_critical_matches_t_sidak_and_identical_columns():
-    one = inf.max_t_critical([[1.0]], df=9, n_sim=400_000)
+    one = mult.max_t_critical([[1.0]], df=9, n_sim=400_000)
     assert one == pytest.approx(stats.t.ppf(0.975, 9), rel=0.01)
-    assert inf.max_t_critical(np.ones((3, 3)), df=9, n_sim=400_000) == pytest.approx(one, rel=0.01)  # one comparison, thrice
+    assert mult.max_t_critical(np.ones((3, 3)), df=9, n_sim=400_000) == pytest.approx(one, rel=0.01)  # one comparison, thrice
     k = 6  # independent normal columns: Šidák's quantile exactly
-    assert inf.max_t_critical(np.eye(k), n_sim=400_000) == pytest.approx(stats.norm.ppf(1 - (1 - 0.95 ** (1 / k)) / 2), rel=0.01)
-    half = inf.max_t_critical(0.5 * np.eye(k) + 0.5, n_sim=200_000)  # correlated: between one column and Šidák
+    assert mult.max_t_critical(np.eye(k), n_sim=400_000) == pytest.approx(stats.norm.ppf(1 - (1 - 0.95 ** (1 / k)) / 2), rel=0.01)
+    half = mult.max_t_critical(0.5 * np.eye(k) + 0.5, n_sim=200_000)  # correlated: between one column and Šidák
     assert stats.norm.ppf(0.975) < half < stats.norm.ppf(1 - (1 - 0.95 ** (1 / k)) / 2)
     with pytest.raises(ValueError):
-        inf.max_t_critical(np.ones((2, 3)))
+        mult.max_t_critical(np.ones((2, 3)))
 
 
 def test_simultaneous_t_covers_all_means_at_once():
@@ -166,17 +167,17 @@ def test_simultaneous_t_covers_all_means_at_once():
     all_cover = 0
     for r in range(reps):
         x = rng.multivariate_normal(truth, cov, size=n)
-        ivs = inf.simultaneous_t(x, n_sim=20_000, seed=r)
+        ivs = mult.simultaneous_t(x, n_sim=20_000, seed=r)
         all_cover += all(iv.lo <= t <= iv.hi for iv, t in zip(ivs, truth))
     assert 0.91 <= all_cover / reps <= 0.99  # about 95 %, where marginal intervals would cover all 8 far less often
     x = rng.multivariate_normal(truth, cov, size=n)
-    ivs, t = inf.simultaneous_t(x), inf.t_interval(x[:, 0])
+    ivs, t = mult.simultaneous_t(x), inf.t_interval(x[:, 0])
     bonferroni = stats.t.ppf(1 - 0.025 / k, n - 1) * t.se
     assert t.hi - t.estimate < ivs[0].hi - ivs[0].estimate < bonferroni  # wider than one interval, narrower than Bonferroni
     assert ivs[0].estimate == pytest.approx(x[:, 0].mean()) and ivs[0].se == pytest.approx(stats.sem(x[:, 0]))
-    single = inf.simultaneous_t(x[:, :1], n_sim=400_000)[0]
+    single = mult.simultaneous_t(x[:, :1], n_sim=400_000)[0]
     assert (single.lo, single.hi) == pytest.approx((t.lo, t.hi), rel=0.02)  # one column: the t interval
-    flat = inf.simultaneous_t(np.column_stack([x[:, 0], np.zeros(n)]))
+    flat = mult.simultaneous_t(np.column_stack([x[:, 0], np.zeros(n)]))
     assert flat[1].lo == flat[1].hi == 0.0  # a column without variance: a point, left out of c
 
 

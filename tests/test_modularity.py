@@ -314,7 +314,7 @@ def test_block_sums_pool_to_collect_stats(tiny_cache):
     gen = torch.Generator().manual_seed(0)
     rows = [torch.randint(1, 100, (n,), generator=gen).tolist() for n in (9, 16, 5, 16, 12, 3)]
     block = torch.tensor([0, 1, 2, 0, 1, 2])
-    batches = [(ms._padded(rows[i:i + 4], 0, {}), block[i:i + 4]) for i in (0, 4)]
+    batches = [(ms._padded(rows[i:i + 4], 0), block[i:i + 4]) for i in (0, 4)]
     sums, counts = ms.block_sums(model, batches, 3)
     assert counts.tolist() == [25, 28, 8]  # the padding does not count
     ref = collect_stats(model, [b for b, _ in batches], sites=("mlp.pre_out",), bins=1, reservoir=0, progress=False)

@@ -44,10 +44,7 @@ about its own size (bin indices of at most 2**22 values at a time).
 """
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import nullcontext
-from dataclasses import dataclass
 from os import PathLike
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -58,6 +55,10 @@ from tqdm.auto import tqdm
 from ..util import torch_threads
 from .architectures import NEURON_SITES, parse_name, site_of
 from .hooks import HookedModel, HookPoint
+from .reduction import BinIndex, NonFiniteActivationError, Partials, describe, ranges, run_split
+
+__all__ = ["NeuronStats", "NonFiniteActivationError", "REDUCTION_THREADS", "collect_stats", "load_stats", "save_stats",
+           "stats_frame"]
 
 _CHUNK = 1 << 18  # values per float32 work chunk (1 MiB: a chunk and its scratch stay in a core's cache)
 _BLOCK = 1 << 22  # bin indices of at most this many values are held before they are counted
@@ -67,87 +68,6 @@ REDUCTION_THREADS: int | None = None
 """Threads that reduce one update on the CPU, each single-threaded (None: as many as ``torch.get_num_threads()``)."""
 # Accumulated state, saved by to_dict: float64 sums, extremes, histogram and reservoir.
 _STATE = ("_mean", "_m2", "_sum_abs", "_sum_sqrt_abs", "_n_pos", "_min", "_max", "_hist", "_res", "_res_index")
-
-
-class NonFiniteActivationError(ValueError):
-    """An activation was NaN or infinite."""
-
-
-def _describe(name: str) -> str:
-    parsed = parse_name(name)
-    return f"{name} (layer {parsed[0]}, site {parsed[1]!r})" if parsed else repr(name or "NeuronStats")
-
-
-def _ranges(n: int, step: int) -> list[range]:
-    """``range(0, n)`` cut into consecutive ranges of ``step`` (the last may be shorter)."""
-    return [range(i, min(n, i + step)) for i in range(0, n, step)]
-
-
-@dataclass
-class _Partials:
-    """Float32 partial results of one update, one row per chunk of ``step`` tokens: nothing in it is committed yet."""
-
-    step: int
-    sizes: torch.Tensor  # [k] float64 tokens per chunk
-    centre: torch.Tensor  # [k, n] chunk means (float32)
-    sums: torch.Tensor  # [k, 5, n] sums of x - centre, (x - centre)**2, |x|, sqrt|x|, x > 0
-    low: torch.Tensor  # [k, n] chunk minima
-    high: torch.Tensor  # [k, n] chunk maxima
-    counts: torch.Tensor | None  # [n * bins] int64 histogram counts, or None
-
-    def check(self, name: str, chunks: slice = slice(None)) -> None:
-        """Raise :class:`NonFiniteActivationError` if one of ``chunks`` held a NaN or inf."""
-        low, high = self.low[chunks].amin(0), self.high[chunks].amax(0)
-        finite = torch.isfinite(low) & torch.isfinite(high)
-        if not bool(finite.all()):
-            bad = (~finite).nonzero().flatten().tolist()
-            raise NonFiniteActivationError(
-                f"Activations at {_describe(name)} contain NaN or inf (neurons {bad[:8]}"
-                f"{' ...' if len(bad) > 8 else ''}). Check the model's dtype and inputs."
-            )
-
-
-@dataclass
-class _Index:
-    """Bin indices (neuron in group * bins + bin) of a block of tokens, stored column group by column group.
-
-    ``main`` ``[group, token, neuron in group]`` holds the full groups of ``_GROUP`` neurons, ``rest``
-    ``[token, neuron]`` the remaining neurons; ``groups`` lists ``(columns, [token, neuron] view)``.
-    Counting one group touches only its ``_GROUP * bins`` counters, which stay in a core's cache.
-    """
-
-    main: torch.Tensor | None
-    rest: torch.Tensor | None
-    groups: list[tuple[range, torch.Tensor]]
-
-
-_POOL: tuple[int, int, ThreadPoolExecutor] | None = None  # (process id, workers, pool)
-
-
-def _helpers(n: int) -> ThreadPoolExecutor:
-    """The pool of ``n`` helper threads (torch threads set to 1 in each, once); made again after a fork."""
-    global _POOL
-    if _POOL is None or _POOL[:2] != (os.getpid(), n):
-        if _POOL is not None and _POOL[0] == os.getpid():
-            _POOL[2].shutdown()
-        _POOL = (os.getpid(), n, ThreadPoolExecutor(n, "paragraph-planning-stats", torch.set_num_threads, (1,)))
-    return _POOL[2]
-
-
-def _run_split(tasks: Sequence[Any], fn: Callable[[Sequence[Any]], None], threads: int) -> None:
-    """Run ``fn`` on ``threads`` interleaved shares of ``tasks``: this thread takes the first, helpers the others.
-
-    Call it with this thread's torch threads set to 1, as the helpers' are. Returns when every share
-    is done, raising the first error.
-    """
-    n = max(1, min(threads, len(tasks)))
-    futures = [_helpers(threads - 1).submit(fn, tasks[i::n]) for i in range(1, n)]
-    try:
-        fn(tasks[0::n])
-    finally:
-        wait(futures)
-    for f in futures:
-        f.result()
 
 
 class NeuronStats:
@@ -204,7 +124,7 @@ class NeuronStats:
     def update(self, x: torch.Tensor) -> None:
         """Add activations ``x`` ``[n_tokens, n_neurons]``; raises on NaN/inf without changing the state."""
         if x.ndim != 2 or x.shape[1] != self.n_neurons:
-            raise ValueError(f"{_describe(self.name)}: expected activations [n_tokens, {self.n_neurons}], "
+            raise ValueError(f"{describe(self.name)}: expected activations [n_tokens, {self.n_neurons}], "
                              f"got {tuple(x.shape)}.")
         if x.shape[0] == 0:
             return
@@ -223,12 +143,12 @@ class NeuronStats:
                 else:
                     self._pilot_data.append(x.clone())
 
-    def _reduce_all(self, x: torch.Tensor, threads: int) -> _Partials:
+    def _reduce_all(self, x: torch.Tensor, threads: int) -> Partials:
         """Partial results of the whole update (``threads`` threads); raises on NaN/inf before binning it."""
         n, step = self.n_neurons, max(1, _CHUNK // self.n_neurons)
-        chunks = _ranges(x.shape[0], step)
+        chunks = ranges(x.shape[0], step)
         binned = self._lo is not None and self.bins > 1
-        part = _Partials(step, torch.tensor([len(r) for r in chunks], dtype=torch.float64, device=x.device),
+        part = Partials(step, torch.tensor([len(r) for r in chunks], dtype=torch.float64, device=x.device),
                          *(x.new_empty(shape, dtype=torch.float32)
                            for shape in ((len(chunks), n), (len(chunks), 5, n), (len(chunks), n), (len(chunks), n))),
                          torch.zeros(n * self.bins, dtype=torch.int64, device=x.device) if binned else None)
@@ -236,13 +156,13 @@ class NeuronStats:
         for b in range(0, len(chunks), per_block):
             block = chunks[b: b + per_block]
             index = self._index(block[-1].stop - block[0].start, x.device) if binned else None
-            _run_split(block, lambda share: self._reduce(x, share, part, index, block[0].start), threads)
+            run_split(block, lambda share: self._reduce(x, share, part, index, block[0].start), threads)
             part.check(self.name, slice(b, b + per_block))  # before a NaN becomes a bin index
             if index is not None:
-                _run_split(index.groups, lambda share: self._count(share, part.counts), threads)
+                run_split(index.groups, lambda share: self._count(share, part.counts), threads)
         return part
 
-    def _reduce(self, x: torch.Tensor, chunks: Sequence[range], part: _Partials, index: _Index | None,
+    def _reduce(self, x: torch.Tensor, chunks: Sequence[range], part: Partials, index: BinIndex | None,
                 first_row: int) -> None:
         """Float32 partial sums and extremes of ``chunks`` of ``x`` into ``part``, bin indices into ``index``.
 
@@ -267,16 +187,16 @@ class NeuronStats:
             if index is not None:
                 self._bin_index(c, w, index, r.start - first_row)
 
-    def _index(self, rows: int, device: torch.device) -> _Index:
+    def _index(self, rows: int, device: torch.device) -> BinIndex:
         """Empty bin-index storage for ``rows`` tokens (one allocation)."""
         flat = torch.empty(rows * self.n_neurons, dtype=self._index_dtype, device=device)
         full = self.n_neurons // _GROUP
         main = flat[: full * rows * _GROUP].view(full, rows, _GROUP) if full else None
         rest = flat[full * rows * _GROUP:].view(rows, -1) if full * _GROUP < self.n_neurons else None
         groups = [(range(q * _GROUP, (q + 1) * _GROUP), main[q]) for q in range(full)] if main is not None else []
-        return _Index(main, rest, groups + ([(range(full * _GROUP, self.n_neurons), rest)] if rest is not None else []))
+        return BinIndex(main, rest, groups + ([(range(full * _GROUP, self.n_neurons), rest)] if rest is not None else []))
 
-    def _bin_index(self, c: torch.Tensor, work: torch.Tensor, index: _Index, row: int) -> None:
+    def _bin_index(self, c: torch.Tensor, work: torch.Tensor, index: BinIndex, row: int) -> None:
         """Bin indices of the float32 rows ``c`` (``work``: scratch of its shape) into ``index`` from ``row``."""
         m = c.shape[0]
         pos = torch.sub(c, self._lo32, out=work).mul_(self._scale).clamp_(0, self.bins - 1)  # bin = (x - lo) * scale
@@ -293,7 +213,7 @@ class NeuronStats:
         for cols, values in groups:
             counts[cols.start * b: cols.stop * b] += torch.bincount(values.reshape(-1), minlength=len(cols) * b)
 
-    def _commit(self, part: _Partials) -> None:
+    def _commit(self, part: Partials) -> None:
         """Fold checked chunk partials into the float64 state (Chan et al. for mean and M2)."""
         m = part.sizes[:, None]  # [k, 1] tokens per chunk
         s = part.sums.double()
@@ -328,10 +248,10 @@ class NeuronStats:
             if self.bins == 1:  # every value lands in the one bin
                 self._hist += data.shape[0]
                 continue
-            for block in _ranges(data.shape[0], max(step, _BLOCK // self.n_neurons // step * step)):
+            for block in ranges(data.shape[0], max(step, _BLOCK // self.n_neurons // step * step)):
                 index = self._index(len(block), data.device)
                 work = torch.empty((step, self.n_neurons), device=data.device)
-                for r in _ranges(len(block), step):
+                for r in ranges(len(block), step):
                     c = data[block.start + r.start: block.start + r.stop].float()
                     self._bin_index(c, work[: len(r)], index, r.start)
                 self._count(index.groups, self._hist)
@@ -369,7 +289,7 @@ class NeuronStats:
     # ----------------------------------------------------------------- reading
     def _checked(self, t: torch.Tensor) -> torch.Tensor:
         if self.count == 0:
-            raise ValueError(f"{_describe(self.name)}: zero tokens seen, no statistics to read.")
+            raise ValueError(f"{describe(self.name)}: zero tokens seen, no statistics to read.")
         return t
 
     def _ranged(self) -> tuple[torch.Tensor, torch.Tensor]:

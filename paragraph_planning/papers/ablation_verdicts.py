@@ -12,7 +12,7 @@ noise and the noise of the random subsets and sources, with ``n − 1`` degrees 
 
 Decisions about which method is least or most damaging use **simultaneous** intervals: all
 pairwise comparisons of every regime of one model are made at once (single-step max-t over their
-correlation, :func:`~paragraph_planning.core.inference.simultaneous_t`), each model at level
+correlation, :func:`~paragraph_planning.core.multiplicity.simultaneous_t`), each model at level
 ``level^(1/M)`` for ``M`` models, so every "decided" in the chapter holds at once with probability
 ``level``. For one regime and method:
 
@@ -40,9 +40,9 @@ from ..core.inference import (
     assess,
     group_summary,
     mde,
-    simultaneous_t,
     t_interval,
 )
+from ..core.multiplicity import simultaneous_t
 from .ablation_eval import ALL_LAYERS
 
 UNITS: dict[str, str] = {"loss": "nats", "top1": "points"}
@@ -79,7 +79,7 @@ def pairwise(dmg: pd.DataFrame, level: float = 0.95, simultaneous: bool = True, 
     difference the comparison detects with 80 % power at its critical value), ``crit`` (that value)
     and ``level``. With ``simultaneous``, all comparisons of one model (every regime and pair, on the
     same units) hold at once with probability ``level_m = level^(1/M)`` for ``M`` models
-    (:func:`~paragraph_planning.core.inference.simultaneous_t`, max-t over their correlation; the
+    (:func:`~paragraph_planning.core.multiplicity.simultaneous_t`, max-t over their correlation; the
     models' units are independent, so all models together hold at ``level``: ``family_level``).
     Otherwise each interval is a marginal t-interval at ``level``. ``family``: the model's comparisons.
     """

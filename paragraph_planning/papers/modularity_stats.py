@@ -25,7 +25,6 @@ survive edits to the analyses.
 """
 from __future__ import annotations
 
-import inspect
 import random
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Sequence
@@ -153,14 +152,14 @@ def document_rows(pieces: Any, tokenizer: Any, n_docs: int, doc_tokens: int, see
     return [list(r) for r in enc["input_ids"] if len(r) > 1]
 
 
-def _padded(rows: Sequence[Sequence[int]], pad: int, extra: dict[str, Any]) -> dict[str, Any]:
+def _padded(rows: Sequence[Sequence[int]], pad: int) -> dict[str, Any]:
     width = max(len(r) for r in rows)
     ids = torch.full((len(rows), width), pad, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
     for i, r in enumerate(rows):
         ids[i, :len(r)] = torch.tensor(r)
         mask[i, :len(r)] = 1
-    return {"input_ids": ids, "attention_mask": mask, **extra}
+    return {"input_ids": ids, "attention_mask": mask}
 
 
 def split_blocks(n: int, n_halves: int, n_blocks: int) -> np.ndarray:
@@ -206,17 +205,11 @@ def block_sums(model: HookedModel, batches: Sequence[tuple[dict[str, Any] | torc
             now["block"] = block
             if isinstance(inputs, torch.Tensor):
                 now["mask"] = None
-                model(inputs.to(model.device))
+                model.run_body(inputs.to(model.device))  # blocks only: the sums need no logits
             else:
                 now["mask"] = inputs["attention_mask"].to(model.device)
-                model(**{k: v.to(model.device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()})
+                model.run_body(**{k: v.to(model.device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()})
     return sums, counts
-
-
-def _keep_one_logit(model: HookedModel) -> dict[str, Any]:
-    """``{"logits_to_keep": 1}`` where the model takes it: the statistics need no logits."""
-    ok = model.cfg.kind == "causal-lm" and "logits_to_keep" in inspect.signature(model.hf.forward).parameters
-    return {"logits_to_keep": 1} if ok else {}
 
 
 def _pack(sums: torch.Tensor, counts: torch.Tensor, docs: np.ndarray, n_halves: int, n_blocks: int) -> dict[str, torch.Tensor]:
@@ -232,8 +225,7 @@ def text_block_stats(model: HookedModel, rows: Sequence[Sequence[int]], n_halves
                          "or a task with more documents.")
     block = torch.from_numpy(split_blocks(len(rows), n_halves, n_blocks))
     pad = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else 0
-    extra = _keep_one_logit(model)
-    batches = [(_padded(rows[i:i + batch_size], pad, extra), block[i:i + batch_size])
+    batches = [(_padded(rows[i:i + batch_size], pad), block[i:i + batch_size])
                for i in range(0, len(rows), batch_size)]
     sums, counts = block_sums(model, batches, n_halves * n_blocks)
     return _pack(sums, counts, block.numpy(), n_halves, n_blocks)

@@ -10,10 +10,11 @@ from typing import Any
 
 import torch
 
-from ..core.clustering import overlap_matrix, smallest_fraction
+from ..core.clustering import smallest_fraction
 from ..core.evaluation import evaluate_lm
 from ..core.interventions import mask_fn
 from ..core.pruning import score_neurons, select_top
+from ..papers.modularity import overlaps
 from .checking import TEXTS, Checker, check, logits_with, site_with, tiny_lm
 
 
@@ -74,13 +75,13 @@ def check_global_top_k(c: Checker, fn: Any) -> None:
 
 @check("03.2")
 def check_overlap(c: Checker, fn: Any) -> None:
-    """``fn(a, b)`` gives :func:`~paragraph_planning.core.clustering.overlap_matrix`'s overlap and ``k / N``."""
+    """``fn(a, b)`` gives :func:`~paragraph_planning.papers.modularity.overlaps`' overlap and ``k / N``."""
     gen = torch.Generator().manual_seed(0)
     for n, k in ((100, 10), (1000, 50)):
         order = torch.randperm(n, generator=gen)
         a = torch.zeros(n, dtype=torch.bool).index_fill(0, order[:k], True)
         b = torch.zeros(n, dtype=torch.bool).index_fill(0, order[k // 3: k // 3 + k], True)  # shares k − k//3
-        overlap = float(overlap_matrix({"a": a, "b": b}).at["a", "b"])
+        overlap = float(overlaps(torch.stack([a, b]))[0, 1])
         got = c.call(f"overlap_and_chance on sets of {k} of {n}", fn, a, b)
         inter, union = int((a & b).sum()), int((a | b).sum())
         mistakes = {"the Jaccard index |A∩B|/|A∪B|: divide by k, the size of one set": (inter / union, k / n),
