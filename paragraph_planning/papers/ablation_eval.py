@@ -262,7 +262,7 @@ def evaluate_units(model: HookedModel, task: EvalTask, values: Mapping[str, Mapp
         src: dict[str, torch.Tensor] = {}
         if sources is not None and any(c[0] == "resample" for c in conditions):
             with model.record(names) as rec:
-                model(sources[idx])
+                model.run_body(sources[idx], last_layer=max(by_layer))  # blocks only: recording needs no logits
             src = {n: rec[n] for n in names}
         units = np.arange(idx.start, idx.stop)
         for i, (method, frac, layer) in enumerate(conditions):
