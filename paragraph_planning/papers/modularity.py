@@ -56,7 +56,7 @@ class OverlapConfig:
     fracs: tuple[float, ...] = (0.01, 0.02, 0.05, 0.1)
     ref_frac: float = 0.05
     selections: tuple[str, ...] = SELECTIONS
-    n_boot: int = 500
+    n_boot: int = 1000
     level: float = 0.95
     seed: int = 0
     sample: SampleConfig = field(default_factory=SampleConfig)
