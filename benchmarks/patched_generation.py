@@ -4,8 +4,8 @@ Prompts: the neutral prompts of the chapter (sink token + a paragraph break) for
 two-paragraph texts from Wikipedia leads (no generation needed to build them). *Plain* generates
 from them with no hooks; *patched* generates from the same prompts with the break's residual stream
 patched in at every layer (``resid_post`` of all 30 layers of SmolLM2-135M, through
-:func:`~paragraph_planning.core.interventions.patch_fn`, which stays correct under the KV cache). Both
-produce exactly ``--tokens`` new tokens per row (``min_new_tokens``), so the work is the same.
+:func:`~paragraph_planning.core.interventions.patch_fn`, which stays correct under the KV cache).
+Rows stop only at the end-of-text token, so the work is nearly the same (the new tokens are counted).
 
 One run measures A-B-A (plain, patched, plain) and prints patched time over the mean of the two
 plain times, in wall-clock and in process CPU time (CPU time is steadier on a shared machine).
@@ -22,7 +22,7 @@ import torch
 
 from paragraph_planning import load_model
 from paragraph_planning.core.generation import generate_ids
-from paragraph_planning.data import paragraphs
+from paragraph_planning.data.paragraph_texts import TextConfig, make_texts
 from paragraph_planning.papers import planning as patching
 
 
@@ -43,11 +43,11 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     model = load_model(args.model)
-    ts = paragraphs.make_texts(model, args.texts, source="wiki")
+    ts = make_texts(model, TextConfig(source="wiki", n_prompts=max(2, args.texts // 4), copies=4))
     cfg = patching.PlanningConfig()
     values = patching.break_activations(model, ts.splits, patching.site_names(model, "resid"))
     prompts = patching.neutral_rows(ts.splits, "auto", model.tokenizer)
-    kw = dict(max_new_tokens=args.tokens, min_new_tokens=args.tokens, temperature=cfg.temperature, seed=0)
+    kw = dict(max_new_tokens=args.tokens, temperature=cfg.temperature, seed=0)
 
     def plain() -> None:
         generate_ids(model, prompts, **kw)

@@ -24,7 +24,10 @@ atomically: an interrupted computation leaves nothing behind.
 
 ``$PARAGRAPH_PLANNING_NO_CACHE=1`` turns the cache off (always recompute, store nothing);
 ``refresh=True`` recomputes one result; :func:`clear` deletes results; :data:`events` lists what
-this process loaded from the cache and what it computed (the chapters' provenance box reads it).
+this process loaded from the cache and what it computed. When ``$PARAGRAPH_PLANNING_EVENTS`` names
+a file, each of those events (and each model :func:`~paragraph_planning.load_model` loads) is also
+appended to it as one JSON line (:func:`log_event`): the book runner reads it for the provenance
+box at the end of each chapter.
 """
 from __future__ import annotations
 
@@ -50,12 +53,31 @@ from .util import atomic_dir, cache_dir
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 NO_CACHE_ENV = "PARAGRAPH_PLANNING_NO_CACHE"
+EVENTS_ENV = "PARAGRAPH_PLANNING_EVENTS"
+"""Environment variable naming a file that receives one JSON line per event (see :func:`log_event`)."""
 PACKAGE = "paragraph_planning"
 PACKAGE_ROOT = Path(__file__).resolve().parent
 """The package's folder: code tags are computed from the files below it."""
 
 events: list[dict[str, Any]] = []
 """One entry per :func:`cached` call of this process: kind, key, whether it was loaded, seconds."""
+
+
+def log_event(event: str, **fields: Any) -> None:
+    """Append ``{"event": event, **fields}`` as one JSON line to the file ``$PARAGRAPH_PLANNING_EVENTS`` names.
+
+    Does nothing when the variable is unset; a file that cannot be written is reported in the log,
+    never raised (provenance must not break a computation).
+    """
+    path = os.environ.get(EVENTS_ENV)
+    if not path:
+        return
+    line = json.dumps({"event": event, "time": round(time.time(), 3), **fields}, sort_keys=True, default=str)
+    try:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+    except OSError as err:
+        log.warning("could not append to the events file %s: %s", path, err)
 
 
 def _canonical(x: Any) -> Any:
@@ -293,9 +315,23 @@ def cached(
     ``code``: the computing module when ``compute`` is not defined in it (default: ``compute``'s
     module; a function defined outside the package, e.g. in a notebook, gets the whole package's
     tag). Tensors come back on the CPU.
+
+    Example:
+        >>> model = pp.load_model("tiny-llama")
+        >>> def compute():
+        ...     print("computing")
+        ...     return model("Bees").sum()
+        >>> a = pp.cached("demo-logit-sum", {"text": "Bees"}, compute, model=model)
+        computing
+        >>> b = pp.cached("demo-logit-sum", {"text": "Bees"}, compute, model=model)  # stored: not computed again
+        >>> torch.equal(a, b)
+        True
     """
     if os.environ.get(NO_CACHE_ENV, "") not in ("", "0"):
-        return compute()
+        t0 = time.perf_counter()
+        value = compute()
+        log_event("cache", kind=kind, key=None, loaded=False, seconds=round(time.perf_counter() - t0, 3), off=True)
+        return value
     folder = result_dir(kind, params, compute, model=model, code=code)
     found = _value_file(folder)
     if found is not None and not refresh:
@@ -303,6 +339,7 @@ def cached(
             value = _load(found)
             log.info("cache: loaded %s from %s", kind, folder)
             events.append({"kind": kind, "key": folder.name, "loaded": True, "seconds": 0.0})
+            log_event("cache", **events[-1])
             return value
         except Exception as err:  # a truncated or incompatible file: recompute
             log.warning("cache: could not read %s (%s); recomputing", found, err)
@@ -316,6 +353,7 @@ def cached(
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
         (tmp / "params.json").write_text(json.dumps(meta, indent=1, sort_keys=True, default=str))
     events.append({"kind": kind, "key": folder.name, "loaded": False, "seconds": seconds})
+    log_event("cache", **{**events[-1], "seconds": round(seconds, 3)})
     log.info("cache: computed %s in %.1f s, stored in %s", kind, seconds, folder)
     return value
 

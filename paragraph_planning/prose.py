@@ -2,9 +2,11 @@
 
 Every number a chapter's text quotes comes from the run: the papers' ``*_report`` modules return
 :class:`Prose` (Markdown text plus the values it quotes), and a notebook cell that ends with one
-shows it as Markdown. The values travel in the output's metadata (``paragraph_planning.values``), so
-a test can check that the rendered text quotes exactly the computed numbers. Markdown cells of the
-chapters hold no results, only what does not depend on the run.
+shows it as Markdown. The values travel in the output's metadata (``paragraph_planning.values``,
+and ``paragraph_planning.shown``: each field as the text shows it), so a test can check that the
+rendered page quotes exactly the computed numbers (``tests/test_pages.py``). Markdown cells of
+the chapters hold no results, only what does not depend on the run. The text is CommonMark (the
+book renders outputs that way): no MyST roles or ``$math$`` in it.
 
     >>> p = Prose("Transferred beats neutral by {d:.2f}.", d=0.1234)
     >>> str(p)
@@ -13,6 +15,7 @@ chapters hold no results, only what does not depend on the run.
 from __future__ import annotations
 
 import math
+import string
 from typing import Any, Iterable, Mapping
 
 META_KEY = "paragraph_planning"
@@ -42,6 +45,7 @@ class Prose:
 
     def __init__(self, template: str = "", /, **values: Any):
         self.values: dict[str, Any] = dict(values)
+        self.shown: dict[str, list[str]] = _shown(template, values) if values else {}
         self.text = template.format(**values) if values else template
 
     def __str__(self) -> str:
@@ -55,11 +59,30 @@ class Prose:
         other_values = other.values if isinstance(other, Prose) else {}
         clash = {k for k in self.values.keys() & other_values.keys() if self.values[k] != other_values[k]}
         out.values = {**self.values, **{(f"{k}_2" if k in clash else k): v for k, v in other_values.items()}}
+        other_shown = other.shown if isinstance(other, Prose) else {}
+        out.shown = {k: list(v) for k, v in self.shown.items()}
+        for k, v in other_shown.items():
+            key = f"{k}_2" if k.split(".")[0].split("[")[0] in clash else k
+            out.shown.setdefault(key, []).extend(x for x in v if x not in out.shown.get(key, []))
         out.text = "\n\n".join(t for t in (self.text, str(other)) if t)
         return out
 
     def _repr_markdown_(self) -> tuple[str, dict[str, Any]]:
-        return self.text, {META_KEY: {"values": _jsonable(self.values)}}
+        return self.text, {META_KEY: {"values": _jsonable(self.values), "shown": self.shown}}
+
+
+def _shown(template: str, values: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Each replacement field of ``template`` as ``str.format`` writes it: ``{field: [text, ...]}``."""
+    fmt = string.Formatter()
+    out: dict[str, list[str]] = {}
+    for _, field, spec, conversion in fmt.parse(template):
+        if field is None:
+            continue
+        obj, _ = fmt.get_field(field, (), values)
+        text = fmt.format_field(fmt.convert_field(obj, conversion), fmt.vformat(spec or "", (), values))
+        if text not in out.setdefault(field, []):
+            out[field].append(text)
+    return out
 
 
 def join(parts: Iterable[Prose | str]) -> Prose:

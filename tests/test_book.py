@@ -2,10 +2,12 @@
 
 Chapters are whatever ``_toc.yml`` lists; nothing here names a chapter. The chapter runs go
 through papermill exactly as ``python -m paragraph_planning build`` does, into one staging
-copy that the book build then reuses (no chapter is executed twice).
+copy that the book build then reuses (no chapter is executed twice). Each chapter's page must
+quote exactly the values its run computed and end with the provenance boxes.
 """
 from __future__ import annotations
 
+import ast
 import importlib.util
 import json
 import re
@@ -16,13 +18,16 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from paragraph_planning.book import chapters as chs
+from paragraph_planning.book import checks, execution, parameters, provenance
 from paragraph_planning.book import runner as book
 from paragraph_planning.book.cli import main as cli
+from paragraph_planning.book.html import build_html
 
 pytestmark = pytest.mark.book  # the whole file: chapters under papermill and the book build
 ROOT = Path(__file__).resolve().parents[1]
-CHAPTERS = book.chapters(ROOT)
-PROFILES = book.load_profiles(ROOT)
+CHAPTERS = chs.chapters(ROOT)
+PROFILES = chs.load_profiles(ROOT)
 NOTEBOOKS = sorted((ROOT / "book").rglob("*.ipynb"))
 ids = [c.name for c in CHAPTERS]
 
@@ -34,7 +39,7 @@ def _read(path: Path) -> nbformat.NotebookNode:
 # ----------------------------------------------------------------------------- sources
 def test_toc_lists_existing_documents_and_chapters():
     assert CHAPTERS, "_toc.yml lists no notebook"
-    for f in book.toc_files(ROOT):
+    for f in chs.toc_files(ROOT):
         assert any((ROOT / (f + s)).exists() for s in ("", ".md", ".ipynb")), f"toc entry {f} has no file"
         assert f.startswith("book/"), f"toc entry {f}: the book's sources live in book/"
 
@@ -45,7 +50,7 @@ def test_one_parameters_cell_first(chapter):
     code = [c for c in nb.cells if c.cell_type == "code"]
     tagged = [i for i, c in enumerate(code) if "parameters" in c.metadata.get("tags", [])]
     assert tagged == [0], f"{chapter.name}: exactly one cell tagged 'parameters', the first code cell (got {tagged})"
-    assert book.declared_parameters(chapter, ROOT), f"{chapter.name}: the parameters cell assigns nothing"
+    assert parameters.declared_parameters(chapter, ROOT), f"{chapter.name}: the parameters cell assigns nothing"
 
 
 @pytest.mark.parametrize("profile", ["full", "tiny"])
@@ -60,9 +65,55 @@ def test_profiles_cover_the_toc(profile):
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=ids)
 @pytest.mark.parametrize("profile", ["full", "tiny"])
 def test_profile_keys_are_declared_parameters(chapter, profile):
-    declared = book.declared_parameters(chapter, ROOT)
+    declared = parameters.declared_parameters(chapter, ROOT)
     unknown = set(PROFILES.get(profile, {}).get(chapter.name) or {}) - set(declared)
     assert not unknown, f"{profile}/{chapter.name}: {sorted(unknown)} are not in the parameters cell ({sorted(declared)})"
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=ids)
+def test_every_assignment_of_the_parameters_cell_is_a_parameter(chapter):
+    """papermill skips lines it cannot read (e.g. two '=' on a line): such a knob could not be set."""
+    cell = next(c for c in _read(ROOT / chapter.path).cells if "parameters" in c.metadata.get("tags", []))
+    assigned = [t.id for node in ast.parse(cell.source).body if isinstance(node, (ast.Assign, ast.AnnAssign))
+                for t in (node.targets if isinstance(node, ast.Assign) else [node.target]) if isinstance(t, ast.Name)]
+    assert list(parameters.declared_parameters(chapter, ROOT)) == assigned
+
+
+# Chapters whose profile values do not pass their parameters' types yet, e.g. a dict-valued parameter given
+# an int in the tiny profile: the chapter must declare both (`# [dict | int] ...`). The lead removes each
+# name when its chapter is merged (strict: a fixed chapter still listed here fails).
+TYPES_PENDING = {("02_ablation", "tiny")}
+
+
+def _tiny_values(chapter: chs.Chapter) -> dict:
+    if (chapter.name, "tiny") in TYPES_PENDING:
+        pytest.xfail(f"{chapter.name}: tiny profile values do not pass the declared types yet")
+    return parameters.resolve(chapter, "tiny", None, ROOT)
+
+
+@pytest.mark.parametrize("profile", ["full", "tiny"])
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=ids)
+def test_defaults_and_profile_values_pass_the_declared_types(chapter, profile, request):
+    if (chapter.name, profile) in TYPES_PENDING:
+        request.applymarker(pytest.mark.xfail(strict=True, reason="pending: the chapter declares its types"))
+    for name, p in parameters.declared_parameters(chapter, ROOT).items():  # a bracket that cannot be read raises
+        if p.default is not None or "None" in p.types:
+            p.check(p.default)
+    parameters.resolve(chapter, profile, None, ROOT)
+
+
+# Chapters whose Markdown cells still quote their run's numbers by hand. Their helpers convert them to
+# Prose from the chapter's report module; the lead removes each name when its chapter is merged (the
+# test is strict: a converted chapter still listed here fails).
+HAND_QUOTED_PENDING = {"01_paragraph_planning"}
+
+
+@pytest.mark.parametrize("chapter", [pytest.param(c, marks=pytest.mark.xfail(
+    c.name in HAND_QUOTED_PENDING, strict=True, reason="not converted to Prose yet")) for c in CHAPTERS], ids=ids)
+def test_no_markdown_cell_quotes_results_by_hand(chapter):
+    found = [f"cell {i}: {h}" for i, c in enumerate(_read(ROOT / chapter.path).cells)
+             if c.cell_type == "markdown" for h in checks.hand_quoted(c.source)]
+    assert not found, f"{chapter.name}: numbers of a run typed into Markdown (use Prose):\n" + "\n".join(found)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
@@ -82,25 +133,25 @@ def test_sources_are_stripped_and_pip_free(path):
 # ----------------------------------------------------------------------------- runner and CLI
 def test_find_chapter_by_stem_alias_substring_and_errors():
     c = CHAPTERS[0]
-    assert book.find_chapter(c.name, ROOT) == c
-    assert book.find_chapter(c.alias, ROOT) == c
-    assert book.find_chapter(str(c.path), ROOT) == c
-    with pytest.raises(book.BookError, match=re.escape(c.name)):  # the error lists the chapters
-        book.find_chapter("no-such-chapter", ROOT)
+    assert chs.find_chapter(c.name, ROOT) == c
+    assert chs.find_chapter(c.alias, ROOT) == c
+    assert chs.find_chapter(str(c.path), ROOT) == c
+    with pytest.raises(chs.BookError, match=re.escape(c.name)):  # the error lists the chapters
+        chs.find_chapter("no-such-chapter", ROOT)
 
 
 def test_unknown_parameter_lists_the_valid_ones():
     c = CHAPTERS[0]
-    with pytest.raises(book.BookError) as err:
-        book.check_parameters(c, {"no_such_knob": 1}, ROOT)
-    for name in book.declared_parameters(c, ROOT):
+    with pytest.raises(chs.BookError) as err:
+        parameters.check_parameters(c, {"no_such_knob": 1}, ROOT)
+    for name in parameters.declared_parameters(c, ROOT):
         assert name in str(err.value)
 
 
 def test_parse_value_is_yaml():
-    assert book.parse_value("3") == 3 and book.parse_value("0.5") == 0.5
-    assert book.parse_value("[1, 2]") == [1, 2] and book.parse_value("gemma3-270m") == "gemma3-270m"
-    assert book.parse_value("The capital of Japan is") == "The capital of Japan is"
+    assert parameters.parse_value("3") == 3 and parameters.parse_value("0.5") == 0.5
+    assert parameters.parse_value("[1, 2]") == [1, 2] and parameters.parse_value("gemma3-270m") == "gemma3-270m"
+    assert parameters.parse_value("The capital of Japan is") == "The capital of Japan is"
 
 
 def test_cli_list_and_errors(capsys):
@@ -108,81 +159,51 @@ def test_cli_list_and_errors(capsys):
     out = capsys.readouterr().out
     for c in CHAPTERS:
         assert c.name in out
-        for name in book.declared_parameters(c, ROOT):
+        for name in parameters.declared_parameters(c, ROOT):
             assert f"{name} = " in out
     assert cli(["run", "no-such-chapter", "--no-html"]) == 1
     assert "Unknown chapter" in capsys.readouterr().err
     assert cli(["run", CHAPTERS[0].name, "-p", "no_such_knob", "1", "--no-html"]) == 1
     assert "Valid parameters" in capsys.readouterr().err
+    assert cli(["list"]) == 0 and "# int" in capsys.readouterr().out  # types are listed
     assert cli(["build", "--profile", "no-such-profile", "--no-html", "--staging", "/nonexistent/x"]) == 1
-
-
-def _fake_book(root: Path, cell: str) -> None:
-    """A one-chapter book whose chapter has a parameter ``x`` and runs ``cell``."""
-    (root / "book").mkdir(parents=True)
-    (root / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n  - file: book/01_fake\n")
-    (root / "_config.yml").write_text("title: fake\n")
-    (root / "book" / "intro.md").write_text("# Fake\n")
-    (root / "book" / "params.yml").write_text("full:\n  01_fake: {x: 2}\ntiny:\n  01_fake: {x: 3}\n")
-    nb = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_code_cell("x = 1  # a knob", metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell(cell),
-    ], metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
-    nbformat.write(nb, str(root / "book" / "01_fake.ipynb"))
-
-
-def test_run_injects_parameters_and_reuse_skips(tmp_path):
-    _fake_book(tmp_path, "y = x * 10\nprint(y)")
-    staging = tmp_path / "_staging"
-    book.stage(tmp_path, staging)
-    chapter = book.find_chapter("fake", tmp_path)
-    params = {**book.profile_parameters("tiny", chapter, tmp_path), "x": 7}
-    assert book.execute_chapter(chapter, params, staging, tmp_path) is not None
-    executed = _read(staging / chapter.path)
-    assert executed.cells[-1].outputs[0]["text"].strip() == "70"  # the injected value won
-    assert executed.metadata["paragraph_planning"]["parameters"] == {"x": 7}
-    assert book.execute_chapter(chapter, params, staging, tmp_path, reuse=True) is None  # unchanged: reused
-    assert book.execute_chapter(chapter, {"x": 8}, staging, tmp_path, reuse=True) is not None
-
-
-def test_failing_chapter_names_chapter_cell_and_error(tmp_path):
-    _fake_book(tmp_path, "import math\nz = math.sqrt(-x)")
-    staging = tmp_path / "_staging"
-    book.stage(tmp_path, staging)
-    with pytest.raises(book.BookError) as err:
-        book.execute_all(tmp_path, staging, "full")
-    msg = str(err.value)
-    assert "01_fake" in msg and "cell" in msg and "z = math.sqrt(-x)" in msg and "ValueError" in msg
-
-
-def test_stage_mirrors_sources_and_keeps_executed_chapters(tmp_path):
-    _fake_book(tmp_path, "pass")
-    staging = tmp_path / "_staging"
-    (tmp_path / "book" / "extra.md").write_text("old")
-    book.stage(tmp_path, staging)
-    (staging / "book" / "01_fake.ipynb").write_text("executed")  # stands for an executed copy
-    (tmp_path / "book" / "extra.md").unlink()
-    (tmp_path / "book" / "intro.md").write_text("# Changed\n")
-    book.stage(tmp_path, staging)
-    assert not (staging / "book" / "extra.md").exists()
-    assert (staging / "book" / "intro.md").read_text() == "# Changed\n"
-    assert (staging / "book" / "01_fake.ipynb").read_text() == "executed"
 
 
 # ----------------------------------------------------------------------------- the tiny book
 @pytest.fixture(scope="module")
 def staging(tmp_path_factory):
     path = tmp_path_factory.mktemp("book") / "_staging"
-    book.stage(ROOT, path)
+    execution.stage(ROOT, path)
     return path
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=ids)
 def test_chapter_runs_with_tiny_profile(chapter, staging):
-    params = book.profile_parameters("tiny", chapter, ROOT)
-    book.execute_chapter(chapter, params, staging, ROOT)
+    params = _tiny_values(chapter)
+    book.execute_chapter(chapter, params, staging, ROOT, profile="tiny", reuse=True)
     executed = _read(staging / chapter.path)
     assert any(c.get("outputs") for c in executed.cells if c.cell_type == "code")
+    boxes = [c.source for c in executed.cells if provenance.TAG in c.metadata.get("tags", [])]
+    assert len(boxes) == 2, f"{chapter.name}: no provenance and run boxes at the end"
+    assert f"run {chapter.alias} --profile tiny\n" in boxes[1]
+    for name in parameters.declared_parameters(chapter, ROOT):
+        assert f"`{name}`" in boxes[0] and f"`{name}`" in boxes[1]
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=ids)
+def test_page_quotes_the_computed_values_and_ends_with_provenance(chapter, staging):
+    """The rendered page (tiny profile) shows every value its Prose outputs computed, as formatted."""
+    params = _tiny_values(chapter)
+    book.execute_chapter(chapter, params, staging, ROOT, profile="tiny", reuse=True)
+    html = staging / "_build" / "html"
+    build_html(staging, html)  # incremental: only changed pages are rendered again
+    page = (html / chapter.path.with_suffix(".html")).read_text()
+    executed = _read(staging / chapter.path)
+    problems = checks.unquoted_values(executed, page)
+    assert not problems, f"{chapter.name}:\n" + "\n".join(problems)
+    text = checks.normalise(page)
+    assert "Provenance of this page" in text and "Run this chapter" in text
+    assert f"python -m paragraph_planning run {chapter.alias} --profile tiny" in text
 
 
 SCRIPT_SRC = re.compile(r"<script\b[^>]*\bsrc=\"([^\"]+)\"", re.I)
@@ -191,6 +212,8 @@ CDN = re.compile(r"cdn\.jsdelivr|unpkg\.com|cdnjs\.cloudflare|require\.min\.js|m
 
 
 def test_tiny_book_builds_offline_and_self_contained(staging, tmp_path):
+    if TYPES_PENDING:
+        pytest.xfail(f"the tiny profile does not pass the declared types yet: {sorted(TYPES_PENDING)}")
     index = book.build("tiny", tmp_path / "html", root=ROOT, staging=staging, reuse=True)
     html = index.parent
     assert index.exists()

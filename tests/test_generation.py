@@ -74,3 +74,23 @@ def test_negative_positions_are_resolved_per_call(factory):
     for got, clean in ((first, clean_first), (second, clean_second)):
         torch.testing.assert_close(got[:, :-1], clean[:, :-1])  # only the last position changed
         assert not torch.allclose(got[:, -1], clean[:, -1])
+
+
+def test_a_patch_at_position_zero_is_applied_once():
+    """transformers 5 passes the KV cache as ``cache=``: the offset must come from it, or a patch at
+    position 0 would be written again onto every generated token (a bug the old hook tracking had)."""
+    m = load_model("tiny-llama")
+    name = "blocks.0.resid_post"
+    v = 30 * torch.randn(1, m.cfg.d_model)
+    seen: list[tuple[int, int]] = []
+
+    def spy(act, *, hook):
+        seen.append((hook.offset, act.shape[1]))
+
+    runs = []
+    for use_cache in (True, False):
+        with m.hooks([(name, patch_fn(v, [0])), ("blocks.1.resid_post", spy)]):
+            runs.append(m.generate(["ab"], max_new_tokens=6, use_cache=use_cache))
+    assert runs[0] == runs[1]
+    cached = seen[:6]
+    assert [o for o, _ in cached] == [0, 2, 3, 4, 5, 6] and [n for _, n in cached[1:]] == [1] * 5

@@ -8,6 +8,7 @@ import pytest
 from scipy import stats
 
 from paragraph_planning.core import inference as inf
+from paragraph_planning.core import multiplicity as mult
 
 
 def test_wilson_matches_the_closed_form_and_statsmodels_values():
@@ -63,6 +64,23 @@ def test_paired_bootstrap_is_the_bootstrap_of_differences():
         inf.paired_bootstrap(a, b[:5])
 
 
+def test_bootstrap_difference_matches_welch_and_widens_with_clusters():
+    rng = np.random.default_rng(4)
+    in_a = np.arange(600) < 200
+    x = np.where(in_a, rng.normal(0.5, 1.0, 600), rng.normal(0.2, 2.0, 600))
+    d = inf.bootstrap_difference(x, in_a, n_boot=20_000, seed=1)
+    welch = math.sqrt(x[in_a].var(ddof=1) / 200 + x[~in_a].var(ddof=1) / 400)
+    assert d.estimate == pytest.approx(x[in_a].mean() - x[~in_a].mean())
+    assert d.se == pytest.approx(welch, rel=0.05)
+    assert d.lo == pytest.approx(d.estimate - 1.96 * welch, abs=0.03)
+    assert d.hi == pytest.approx(d.estimate + 1.96 * welch, abs=0.03)
+    clusters = np.arange(600) % 20  # clusters hold units of both subsets and shift them together
+    y = rng.normal(size=20)[clusters] * np.where(in_a, 1.0, -1.0) + 0.1 * rng.normal(size=600)
+    assert inf.bootstrap_difference(y, in_a, clusters).se > 2 * inf.bootstrap_difference(y, in_a).se
+    with pytest.raises(ValueError, match="Both subsets"):
+        inf.bootstrap_difference(x, np.ones(600, bool))
+
+
 def test_permutation_test_within_groups():
     rng = np.random.default_rng(2)
     groups = np.repeat(np.arange(30), 4)
@@ -78,6 +96,21 @@ def test_permutation_test_within_groups():
     signal = noise + 3 * (labels == 0)
     res = inf.permutation_test(signal, labels, hit_rate, groups, n_perm=2000)
     assert res["p"] < 0.001 and res["statistic"] > 0.9
+
+
+def test_permutation_test_without_groups_matches_scipy_exact():
+    """No groups: every label is shuffled across all units (two separated samples of 4: p = 1/70 exactly)."""
+    values = np.array([5.1, 4.9, 5.3, 5.2, 3.0, 3.2, 2.9, 3.1, 4.0, 3.9])
+    labels = np.array(["a"] * 4 + ["b"] * 6)
+
+    def diff(v, lab):
+        return v[lab == "a"].mean() - v[lab == "b"].mean()
+
+    res = inf.permutation_test(values, labels, diff, n_perm=20_000, seed=1)
+    exact = stats.permutation_test((values[:4], values[4:]), lambda x, y: x.mean() - y.mean(),
+                                   permutation_type="independent", alternative="greater", n_resamples=np.inf).pvalue
+    assert exact == pytest.approx(1 / 210)
+    assert res["p"] == pytest.approx(exact, abs=0.002) and abs(res["null_mean"]) < 0.02
 
 
 def test_mde_matches_the_normal_and_t_power_formulas():
@@ -112,6 +145,40 @@ def test_synthetic_effects_get_the_right_verdicts():
     assert small.mde > 0.05  # the sample could not detect it, and says so
     table = inf.findings_table([clear, small])
     assert list(table.claim) == ["clear", "small"] and set(table.columns) >= {"estimate", "lo", "hi", "n", "mde", "verdict"}
+
+
+def test_max_t_critical_matches_t_sidak_and_identical_columns():
+    one = mult.max_t_critical([[1.0]], df=9, n_sim=400_000)
+    assert one == pytest.approx(stats.t.ppf(0.975, 9), rel=0.01)
+    assert mult.max_t_critical(np.ones((3, 3)), df=9, n_sim=400_000) == pytest.approx(one, rel=0.01)  # one comparison, thrice
+    k = 6  # independent normal columns: Šidák's quantile exactly
+    assert mult.max_t_critical(np.eye(k), n_sim=400_000) == pytest.approx(stats.norm.ppf(1 - (1 - 0.95 ** (1 / k)) / 2), rel=0.01)
+    half = mult.max_t_critical(0.5 * np.eye(k) + 0.5, n_sim=200_000)  # correlated: between one column and Šidák
+    assert stats.norm.ppf(0.975) < half < stats.norm.ppf(1 - (1 - 0.95 ** (1 / k)) / 2)
+    with pytest.raises(ValueError):
+        mult.max_t_critical(np.ones((2, 3)))
+
+
+def test_simultaneous_t_covers_all_means_at_once():
+    rng = np.random.default_rng(7)
+    k, n, reps = 8, 30, 300
+    cov = 0.6 * np.eye(k) + 0.4  # correlated comparisons of the same units
+    truth = np.linspace(-1, 1, k)
+    all_cover = 0
+    for r in range(reps):
+        x = rng.multivariate_normal(truth, cov, size=n)
+        ivs = mult.simultaneous_t(x, n_sim=20_000, seed=r)
+        all_cover += all(iv.lo <= t <= iv.hi for iv, t in zip(ivs, truth))
+    assert 0.91 <= all_cover / reps <= 0.99  # about 95 %, where marginal intervals would cover all 8 far less often
+    x = rng.multivariate_normal(truth, cov, size=n)
+    ivs, t = mult.simultaneous_t(x), inf.t_interval(x[:, 0])
+    bonferroni = stats.t.ppf(1 - 0.025 / k, n - 1) * t.se
+    assert t.hi - t.estimate < ivs[0].hi - ivs[0].estimate < bonferroni  # wider than one interval, narrower than Bonferroni
+    assert ivs[0].estimate == pytest.approx(x[:, 0].mean()) and ivs[0].se == pytest.approx(stats.sem(x[:, 0]))
+    single = mult.simultaneous_t(x[:, :1], n_sim=400_000)[0]
+    assert (single.lo, single.hi) == pytest.approx((t.lo, t.hi), rel=0.02)  # one column: the t interval
+    flat = mult.simultaneous_t(np.column_stack([x[:, 0], np.zeros(n)]))
+    assert flat[1].lo == flat[1].hi == 0.0  # a column without variance: a point, left out of c
 
 
 def test_bootstrap_stat_matches_closed_form_standard_errors():

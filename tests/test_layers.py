@@ -21,7 +21,8 @@ ALLOWED = {  # layer -> layers its modules may import (besides itself)
     "core": {"util", "cache"},
     "data": {"util", "cache", "core"},
     "papers": {"util", "cache", "core", "data", "charts", "prose"},
-    "book": {"util", "cache", "core", "data", "papers", "charts", "prose"},
+    "workshop": {"util", "cache", "core", "data", "papers", "charts", "prose"},
+    "book": {"util", "cache", "core", "data", "papers", "charts", "prose", "workshop"},
 }
 MODULES = sorted(
     ".".join([PKG, *f.relative_to(ROOT).with_suffix("").parts]).removesuffix(".__init__")

@@ -25,12 +25,43 @@ def test_hub_id_offline_fails_at_once_listing_offline_models(monkeypatch):
     assert time.time() - t0 < 5
 
 
+@pytest.mark.parametrize("name", ["./no-such-model", "/no/such/folder", "~/no-such-model.gguf", Path("no-such-dir")])
+def test_missing_paths_say_no_such_file_or_folder(name):
+    with pytest.raises(ModelNotAvailableError, match="No such file or folder"):
+        load_model(name)
+
+
+def test_folders_and_files_without_a_model_say_what_is_missing(tmp_path):
+    with pytest.raises(ModelNotAvailableError, match="is a folder, but holds no model: no config.json"):
+        load_model(tmp_path)
+    load_model("tiny-llama").hf.config.save_pretrained(tmp_path)
+    with pytest.raises(ModelNotAvailableError, match="holds a config.json but no weights"):
+        load_model(str(tmp_path))
+    (tmp_path / "notes.txt").write_text("not a model")
+    with pytest.raises(ModelNotAvailableError, match="is a file, but not a model"):
+        load_model(tmp_path / "notes.txt")
+
+
+def test_unknown_dtype_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="Unknown dtype 'float33'.*Valid dtypes: float32, float16, bfloat16, float64"):
+        load_model("tiny-llama", dtype="float33")
+
+
+def test_empty_text_and_zero_tokens_raise_one_clear_error():
+    m = load_model("tiny-llama")
+    for call in (lambda: m(""), lambda: m(["a", ""]), lambda: m(torch.zeros(1, 0, dtype=torch.long))):
+        with pytest.raises(ValueError, match="Empty text|at least one token"):
+            call()
+    with pytest.raises(ValueError, match="Empty prompt"):
+        m.generate("")
+
+
 def test_local_folder_loads_like_the_hub_path(tmp_path):
     tiny = load_model("tiny-gpt2")
     tiny.hf.save_pretrained(tmp_path)
     tiny.tokenizer.save_pretrained(tmp_path)
     again = load_model(str(tmp_path))
-    assert again.cfg == tiny.cfg
+    assert again.cfg == tiny.cfg and load_model(tmp_path).cfg == tiny.cfg  # a Path works too
     x = tiny.to_tokens("same weights")["input_ids"]
     assert torch.equal(again(x), tiny(x))
 

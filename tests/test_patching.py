@@ -1,4 +1,4 @@
-"""Paragraph planning: break finding, splitting and dropping, the break patch, conditions, metric."""
+"""Paragraph planning: texts, break finding and splitting, the break patch, donors, conditions, sweep, attention."""
 from __future__ import annotations
 
 import importlib.util
@@ -12,15 +12,20 @@ import torch
 from paragraph_planning import load_model
 from paragraph_planning.core import embedding
 from paragraph_planning.core.generation import generate_ids
-from paragraph_planning.data import paragraphs
+from paragraph_planning.data import paragraph_texts, paragraphs
+from paragraph_planning.data.paragraph_texts import TextConfig, TextSet
 from paragraph_planning.data.paragraphs import BreakError
 from paragraph_planning.papers import planning as patching
+from paragraph_planning.papers import planning_metrics as metrics
 
 TEXTS = [
     "Bees make honey and live in hives.\n\nWhales sing long songs in the sea.",
     "Rain falls from grey clouds all day.\n\nChess is a game of kings and pawns.",
     "Bread is baked from flour and water.\n\nTrains run on long steel rails.",
+    "Bees dance to show the way.\n\nWhales swim far in cold seas.",
 ]
+PROMPTS = [0, 1, 2, 0]  # texts 0 and 3 are two copies of one prompt
+CATEGORIES = [("nature", "nature"), ("nature", "sport"), ("food", "technology"), ("nature", "nature")]
 
 
 @pytest.fixture(scope="module")
@@ -30,10 +35,18 @@ def model():
 
 @pytest.fixture(scope="module")
 def splits(model):
-    texts = pd.DataFrame({"prompt": [""] * len(TEXTS), "text": TEXTS, "topic_b": ["whales", "chess", "trains"]})
+    texts = pd.DataFrame({"prompt": [""] * len(TEXTS), "text": TEXTS})
     out, kept, dropped = paragraphs.split_texts(model.tokenizer, texts)
     assert len(out) == len(TEXTS) and not dropped
     return out
+
+
+@pytest.fixture(scope="module")
+def textset(splits):
+    texts = pd.DataFrame({"prompt_id": PROMPTS, "copy": [0, 0, 0, 1], "topic_b": ["whales", "chess", "trains", "whales"],
+                          "category_a": [a for a, _ in CATEGORIES], "category_b": [b for _, b in CATEGORIES],
+                          "natural": [True, False, True, False]})
+    return TextSet(texts, list(splits), ["whales", "chess", "trains", "bees"])
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +113,10 @@ def test_natural_and_forced_parsing():
     assert paragraphs.forced_paragraph1(first, 9) == "One two three. Four five six seven."  # >= 9 // 2 words
     assert paragraphs.forced_paragraph1(first, 20) is None
     assert paragraphs.forced_paragraph1("Line one is here.\nMore text. And more.", 3) == "Line one is here."
+    # a line the model ended itself is kept whole (its own paragraph onset), a line it did not end is cut
+    assert paragraphs.forced_paragraph1("One two three. Four five six.\nNext", 3) == "One two three. Four five six."
+    assert paragraphs.forced_paragraph1("One two three. Four five six", 3) == "One two three."
+    assert paragraphs.forced_paragraph1("One two three. Four five six\nNext", 3) == "One two three."  # no sentence end
     assert paragraphs.forced_paragraph2("  Para two.\nNext") == "Para two."
     assert paragraphs.forced_paragraph1("The first paragraph is:\n\nOne two three.\nMore.", 3) == "One two three."
     assert paragraphs.strip_headers("Header:\n") == "" and paragraphs.strip_headers("Header:") == "Header:"
@@ -112,13 +129,74 @@ def test_first_paragraph_is_the_papers_truncation():
     assert paragraphs.first_paragraph("short\n\nmore") == "short\n\nmore"  # within the first 100 characters
 
 
-def test_topic_pairs_differ_in_category():
-    table = paragraphs.topic_list("builtin")
+def test_topic_pairs_differ_in_category_and_reuse_no_topic_early():
+    table = paragraph_texts.topic_list("builtin")
     assert len(table) == 40 and table.category.nunique() == 7
-    pairs = paragraphs.topic_pairs(table, 50, seed=1)
+    pairs = paragraph_texts.topic_pairs(table, 50, seed=1)
     cat = dict(zip(table.topic, table.category))
     assert len(pairs) == 50 and all(cat[a] != cat[b] for a, b in pairs)
-    assert len(set(pairs)) == 50 and pairs == paragraphs.topic_pairs(table, 50, seed=1)
+    assert len(set(pairs)) == 50 and pairs == paragraph_texts.topic_pairs(table, 50, seed=1)
+    first = paragraph_texts.topic_pairs(table, 12, seed=3)
+    used = [t for p in first for t in p]
+    assert len(set(used)) == len(used)  # 12 pairs from 40 topics: no topic twice
+
+
+def test_natural_onset_and_code_blocks():
+    assert paragraphs.natural_onset("One two three.\nMore.", "One two three.")
+    assert not paragraphs.natural_onset("One two three. Four five.\nMore.", "One two three.")  # cut mid-line
+    assert not paragraphs.natural_onset("One two three.", "One two three.")  # no line break written
+    assert paragraphs.natural_onset("Header:\nOne two.\n", "One two.")
+    assert paragraphs.parse_natural("```python\nx = 1\n```", 4) == "code block"
+
+
+def test_split_from_parts_keeps_the_ids_the_model_saw():
+    s = paragraphs.Split.from_parts([1, 5, 6, 14, 14], 2, [7, 8], "p1", "p2", [1])
+    assert s.break_pos == [3, 4] and s.break_ids == (14, 14) and s.part1 == [1, 5, 6, 14, 14] and s.para2_ids == [7, 8]
+    with pytest.raises(ValueError):
+        paragraphs.Split.from_parts([1], 2, [], "", "", [])
+
+
+def test_text_config_validates_with_the_valid_choices():
+    with pytest.raises(ValueError, match="chat.*lead.*wiki"):
+        TextConfig(source="web")
+    with pytest.raises(ValueError, match="forced"):
+        TextConfig(break_mode="auto")
+    with pytest.raises(ValueError, match="copies"):
+        TextConfig(copies=0)
+    assert TextConfig(copies=10, oversample=1.5).attempts == 15 and TextConfig(topics=["a", "b"]).topics == ("a", "b")
+
+
+def test_forced_texts_keep_the_generated_ids(model, monkeypatch):
+    """Paragraph 1 is cut after whole sentences, the break appended as between words, paragraph 2 kept as written."""
+    calls = []
+
+    def fake(m, rows, max_new_tokens, temperature=0.3, seed=0, batch_size=64, hooks=None, stop=None, use_cache=True):
+        calls.append(rows)
+        if len(calls) == 1:  # paragraph 1: the first answer ends its line itself, the second is cut mid-line
+            return ["Aa bb cc. Dd ee.\nXx", "Aa bb cc dd ee. Ff gg hh ii jj kk"][: len(rows)]
+        return ["Gg hh ii jj.\nmore", "Kk ll mm nn."][: len(rows)]
+
+    monkeypatch.setattr(paragraph_texts, "generate_ids", fake)
+    cfg = TextConfig(source="chat", n_prompts=1, copies=2, oversample=1.0, min_words=4, topics=("x", "y"))
+    attempts = paragraph_texts.chat_prompts(model.tokenizer, cfg).pipe(lambda d: d.loc[d.index.repeat(2)])
+    texts, dropped = paragraph_texts.write_texts(model, attempts.reset_index(drop=True), cfg)
+    tok = model.tokenizer
+    assert not dropped and list(texts.para1) == ["Aa bb cc. Dd ee.", "Aa bb cc dd ee."]
+    assert list(texts.natural) == [True, False] and list(texts.para2) == ["Gg hh ii jj.", "Kk ll mm nn."]
+    brk = paragraphs.break_ids_between_words(tok)
+    row = texts.iloc[0]
+    assert list(row.part1_ids) == tok(row.prompt + row.para1)["input_ids"] + brk and calls[1][0] == list(row.part1_ids)
+    assert tok.decode(row.para2_ids) == "Gg hh ii jj." and row.n_break == len(brk)
+    splits, kept, _ = paragraphs.split_texts(tok, texts)
+    assert splits[0].part1 == list(row.part1_ids) and splits[0].para2 == "Gg hh ii jj."
+
+
+def test_wiki_texts_group_articles_by_topic(model):
+    ts = paragraph_texts.make_texts(model, TextConfig(source="wiki", n_prompts=3, copies=2, min_words=10))
+    assert len(ts.splits) == 6 and ts.n_prompts == 3 and ts.report().startswith("6 texts of 3 prompts used")
+    assert (ts.texts.groupby("prompt_id").category_b.nunique() == 1).all()
+    assert list(ts.texts["copy"]) == [0, 1] * 3 and ts.topics_b[0] in ts.candidates
+    assert ts.first_copies(1).texts["copy"].tolist() == [0, 0, 0]
 
 
 # ----------------------------------------------------------------------------- the patch
@@ -182,17 +260,74 @@ def test_batched_and_shuffled_patches_use_the_right_rows(model, splits):
     assert shuffled == generate_ids(model, rows, hooks=patching.patch_hooks(donor), **kw)
 
 
-def test_neutral_prompts_and_conditions(model, splits):
+def test_donors_same_prompt_and_other_category(textset):
+    who = patching.donors(textset.texts, seed=0)
+    assert list(who["transferred"]) == [0, 1, 2, 3]
+    assert list(who["same-prompt"]) == [3, -1, -1, 0]  # the two copies of prompt 0 swap; the others have none
+    cats = [set(c) for c in CATEGORIES]
+    assert all(not (cats[i] & cats[j]) for i, j in enumerate(who["shuffled"]))
+    assert set(who["shuffled"]) <= {2} | {1}  # only texts of other categories qualify
+    lonely = textset.texts.assign(category_a="same", category_b="same")
+    with pytest.raises(ValueError, match="another topic category"):
+        patching.donors(lonely)
+
+
+def test_neutral_prompts_and_conditions(model, splits, textset, monkeypatch):
     k = len(splits[0].break_pos)
     assert patching.neutral_rows(splits) == [list(s.break_ids) for s in splits]  # the char tokenizer adds no BOS
     assert patching.neutral_rows(splits, "<", model.tokenizer, k=2)[0] == [model.tokenizer.convert_tokens_to_ids("<"),
                                                                            *splits[0].break_ids, *splits[0].para2_ids[:2]]
-    cfg = patching.PlanningConfig(max_new_tokens=4, k_values=[2])
-    res = patching.generate_conditions(model, splits, cfg)
-    assert list(res.condition.unique()) == ["full", "transferred", "shuffled", "neutral", "neutral+2"]
+    two = textset.subset(range(4))  # two prompts of two copies each: every condition is possible
+    two.texts = two.texts.assign(prompt_id=[0, 1, 1, 0], copy=[0, 0, 1, 1], category_a=["nature", "food", "food", "nature"],
+                                 category_b=["nature", "tech", "tech", "nature"])
+    cfg = patching.PlanningConfig(max_new_tokens=4, k_values=(2,), temperature=0.0)
+    res = patching.generate_conditions(model, two, cfg)
+    assert list(res.condition.unique()) == ["full", "neutral", "transferred", "same-prompt", "shuffled", "neutral+2"]
     given = res[res.condition == "neutral+2"].output.tolist()
-    assert [g[:2] for g in given] == [model.tokenizer.decode(s.para2_ids[:2]) for s in splits]
-    assert k == 2
+    assert [g[:2] for g in given] == [model.tokenizer.decode(s.para2_ids[:2]) for s in two.splits]
+    assert res[res.condition == "same-prompt"].donor.tolist() == [3, 2, 1, 0] and k == 2
+    assert res[res.condition == "shuffled"].donor.isin([1, 2]).tolist() == [True, False, False, True]
+    # the shared call patches each row with its donor's break: as a separate greedy call (large distinct values per text)
+    g = torch.Generator().manual_seed(0)
+    values = {n: 20 * torch.randn(4, k, model.cfg.d_model, generator=g) for n in patching.site_names(model)}
+    monkeypatch.setattr(patching, "break_activations", lambda *a, **kw: values)
+    res = patching.generate_conditions(model, two, patching.PlanningConfig(max_new_tokens=4, temperature=0.0,
+                                                                           conditions=("transferred", "same-prompt")))
+    alone = generate_ids(model, patching.neutral_rows(two.splits), 4, 0.0, hooks=patching.patch_hooks(values, 1.0, [3, 2, 1, 0]))
+    assert res[res.condition == "same-prompt"].output.tolist() == alone != res[res.condition == "transferred"].output.tolist()
+    with pytest.raises(ValueError, match="condition"):
+        patching.PlanningConfig(conditions=("transfered",))
+    with pytest.raises(ValueError, match="patch_site"):
+        patching.PlanningConfig(patch_site="mlp")
+
+
+def test_run_planning_gives_the_public_table(model, textset):
+    cfg = patching.PlanningConfig(max_new_tokens=3, k_values=(), conditions=("transferred", "shuffled", "neutral"))
+    gens = patching.run_planning(model, textset, cfg)
+    assert set(metrics.REQUIRED) <= set(gens.columns) and len(gens) == 3 * len(TEXTS)
+    shuffled = gens[gens.condition == "shuffled"]
+    assert (shuffled.donor != shuffled.text).all() and (shuffled.donor_topic != shuffled.topic).any()
+    assert gens.original.tolist()[:4] == [s.para2 for s in textset.splits]
+    with pytest.raises(ValueError, match="two texts of every prompt"):
+        patching.run_planning(model, textset, patching.PlanningConfig(max_new_tokens=2, conditions=("same-prompt",)))
+
+
+def test_layer_sweep_patches_exactly_the_chosen_layers(model, textset):
+    cfg = patching.PlanningConfig(max_new_tokens=5, temperature=0.0, scale=30.0, batch_size=5)  # batches mix combinations
+    sweep = patching.layer_sweep(model, textset, cfg, [0, 1])
+    rows = patching.neutral_rows(textset.splits)
+    values = patching.break_activations(model, textset.splits, patching.site_names(model))
+
+    def patched(layers):
+        keep = {n: v for n, v in values.items() if model.parse(n)[0] in layers}
+        return generate_ids(model, rows, 5, 0.0, hooks=patching.patch_hooks(keep, 30.0))
+
+    assert set(sweep.condition) == {"up to 0", "up to 1", "only 0", "only 1"}
+    out = {c: sweep[sweep.condition == c].output.tolist() for c in set(sweep.condition)}
+    assert out["up to 1"] == patched([0, 1]) and out["only 1"] == patched([1]) and out["only 0"] == patched([0])
+    assert out["up to 0"] == out["only 0"] and out["only 1"] != generate_ids(model, rows, 5, 0.0)  # the patch matters
+    with pytest.raises(ValueError, match="sweep mode"):
+        patching.layer_sweep(model, textset, cfg, [0], modes=["all"])
 
 
 # ----------------------------------------------------------------------------- metric and summaries
@@ -201,7 +336,9 @@ def test_metric_equals_direct_cosine(splits):
 
     res = pd.DataFrame({"text": [0, 1, 2, 0], "condition": ["transferred"] * 3 + ["neutral"], "k": 0,
                         "output": ["Whales sing in the ocean.", "Kings and pawns.", "Steel rails. " * 10 + "\n\nMore", "Bees."]})
-    scored = patching.score(res, splits, ["whales", "chess", "trains"], ["whales", "chess", "trains", "bees"])
+    res["original"] = [splits[i].para2 for i in res.text]
+    res["prompt"], res["topic"] = res.text, ["whales", "chess", "trains", "whales"]
+    scored = metrics.score_rows(res, metrics.ScoreConfig(candidates=("whales", "chess", "trains", "bees")))
     st = SentenceTransformer(embedding.embedder_path(), device="cpu")
     a = st.encode(list(scored.paragraph))
     b = st.encode([s.para2 for s in splits])[[0, 1, 2, 0]]
@@ -210,40 +347,14 @@ def test_metric_equals_direct_cosine(splits):
     assert scored.paragraph[2] == "Steel rails. " * 10 and scored.topic_hit[0] == 1.0
 
 
-def test_summary_and_claim():
-    rng = np.random.default_rng(0)
-    n = 30
-    base = rng.uniform(0.6, 0.9, n)
-    rows = [{"text": i, "condition": c, "distance": base[i] + off + rng.normal(0, 0.02), "topic_hit": 0.0}
-            for c, off in [("neutral", 0.2), ("transferred", 0.0), ("shuffled", 0.19), ("full", -0.3)] for i in range(n)]
-    df = pd.DataFrame(rows)
-    summ = patching.summarise(df)
-    assert list(summ.index) == ["full", "transferred", "shuffled", "neutral"]
-    assert summ.loc["transferred", "distance_se"] == pytest.approx(df[df.condition == "transferred"].distance.std() / np.sqrt(n))
-    holds, table, text = patching.claim(df)
-    assert holds and "HOLDS" in text and table.loc["neutral − transferred", "z"] > 3
-    df.loc[df.condition == "shuffled", "distance"] -= 0.2  # now the control moves as much: the claim fails
-    assert not patching.claim(df)[0]
-
-
 def test_attention_window_restores_implementation(model, splits):
     before = model.hf.config._attn_implementation
-    grid, to_break = patching.attention_window(model, splits, window=4)
+    grid, per_text = patching.attention_window(model, splits, window=4)
     assert model.hf.config._attn_implementation == before
     assert grid.query_offset.between(-4, 4).all() and (grid.key_offset <= grid.query_offset).all()
     assert (grid.attention >= 0).all() and (grid.attention <= 1).all()
-    assert set(to_break.layer) == {"0", "1", "mean"} and to_break.query_offset.min() == 1
-
-
-def test_wiki_texts_and_examples_table(model):
-    ts = paragraphs.make_texts(model, 3, source="wiki", min_words=10)
-    assert len(ts.splits) == 3 and ts.report().startswith("3 texts used of")
-    assert all(s.break_ids == (14, 14) and s.para1 and s.para2 for s in ts.splits)
-    assert ts.topics_b[0] in ts.candidates
-    scored = pd.DataFrame({"text": [0], "condition": ["transferred"], "paragraph": ["<b>x</b> | *y*\n\nz"],
-                           "distance": [0.5]})
-    md = patching.examples(scored, ts.splits, ts.texts, [0])
-    assert "&lt;b&gt;x&lt;/b&gt; \\| \\*y\\* ⏎  ⏎ z" in md and "| transferred |" in md and "| neutral |" not in md
+    assert set(per_text.layer) == {0, 1} and set(per_text.text) == set(range(len(splits)))
+    assert (per_text.to_break > 0).all() and (per_text.baseline > 0).all() and (per_text.to_break <= 1).all()
 
 
 def test_pad_rows_left_and_right():
@@ -255,3 +366,17 @@ def test_pad_rows_left_and_right():
     assert ids.tolist() == [[5, 6, 7], [8, 0, 0]] and mask.tolist() == [[1, 1, 1], [1, 0, 0]]
     with pytest.raises(ValueError, match="side"):
         pad_rows([[1]], pad=0, device="cpu", side="middle")
+
+
+def test_ladder_model_runs_the_decomposition_on_another_architecture():
+    from paragraph_planning.papers import planning_ladder
+
+    r = planning_ladder.run_ladder_model(
+        "tiny-gemma3", TextConfig(source="wiki", n_prompts=3, min_words=10), patching.PlanningConfig(max_new_tokens=2),
+        planning_ladder.LadderConfig(copies=2, source="wiki"), metrics.ScoreConfig(n_boot=200, n_perm=100))
+    assert r.source == "wiki" and r.probe is None and r.params > 0 and len(r.texts.splits) == 6
+    assert {"claim", "format", "topic", "paragraph-specific"} <= set(r.decomposition.component)
+    table = planning_ladder.ladder_table([r, r])
+    assert len(table) == 2 * len(r.decomposition) and set(table.model) == {"tiny-gemma3"}
+    with pytest.raises(ValueError, match="auto"):
+        planning_ladder.LadderConfig(source="web")

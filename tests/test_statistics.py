@@ -1,10 +1,12 @@
 """Streaming neuron statistics against direct computations on the same activations."""
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
 from paragraph_planning import load_model
+from paragraph_planning.core import statistics as st
 from paragraph_planning.core.hooks import UnknownHookError
 from paragraph_planning.core.statistics import (
     NeuronStats,
@@ -36,14 +38,17 @@ def _fed(x, sizes, **kw):
     return s
 
 
-def _assert_matches(s, x):
-    """Every moment statistic of ``s`` equals the direct float64 computation on ``x`` [n, neurons]."""
+def _assert_matches(s, x, atol=1e-9):
+    """Every moment statistic of ``s`` equals the direct float64 computation on ``x`` [n, neurons].
+
+    ``atol``: for data whose float32 rounding (ulp) is larger than that of values near 1.
+    """
     xd = x.double()
-    close = dict(rtol=1e-6, atol=1e-9)
+    close = dict(rtol=1e-6, atol=atol)
     assert s.count == x.shape[0]
     torch.testing.assert_close(s.mean, xd.mean(0), **close)
-    torch.testing.assert_close(s.var, xd.var(0), rtol=1e-5, atol=1e-9)
-    torch.testing.assert_close(s.std, xd.std(0), rtol=1e-5, atol=1e-9)
+    torch.testing.assert_close(s.var, xd.var(0), rtol=1e-5, atol=atol)
+    torch.testing.assert_close(s.std, xd.std(0), rtol=1e-5, atol=atol)
     torch.testing.assert_close(s.mean_abs, xd.abs().mean(0), **close)
     torch.testing.assert_close(s.mean_sqrt_abs, xd.abs().sqrt().mean(0), **close)
     torch.testing.assert_close(s.rms, xd.square().mean(0).sqrt(), **close)
@@ -275,3 +280,105 @@ def test_stats_frame_is_one_row_per_neuron():
     row = df[(df.layer == 1) & (df.site == "mlp.pre_out") & (df.neuron == 5)].iloc[0]
     s = stats["blocks.1.mlp.pre_out"]
     assert row["std"] == pytest.approx(s.std[5].item()) and row["peak"] == pytest.approx(s.peak[5].item())
+
+
+# ---------------------------------------------------------------- the same numbers as before issue 17
+GOLDEN = Path(__file__).parent / "data" / "stats_before_issue17.pt"
+EXACT = ("count", "frac_pos", "min", "max", "lo", "hi", "hist", "peak", "reservoir", "reservoir_index")
+ROUNDED = ("mean", "var", "std", "mean_abs", "mean_sqrt_abs", "rms")  # float32 chunk sums: equal to rounding
+# Work layouts: chunk values, values per index block, neurons per column group, reduction threads.
+LAYOUTS = {"default": {}, "two threads": {"REDUCTION_THREADS": 2},
+           "small chunks, blocks and groups": {"_CHUNK": 600, "_BLOCK": 4000, "_GROUP": 16},
+           "ragged groups, three threads": {"_CHUNK": 1000, "_BLOCK": 9000, "_GROUP": 64, "REDUCTION_THREADS": 3}}
+
+
+def _golden_inputs():
+    """[2600, 150] fixed activations, exact in float32: mixed offsets and spreads, |mean| >> std, constant, ReLU-like."""
+    g = torch.Generator().manual_seed(17)
+    n, t = 150, 2600
+    ints = torch.randint(-(1 << 14), 1 << 14, (t, n), generator=g).float() / 4096
+    x = ints * ((torch.arange(n) + 1) / 64) + (torch.arange(n) - 75) / 16
+    x[:, 7] = 1000 + ints[:, 7] / 256
+    x[:, 8] = 0.5
+    x[:, 9] = ints[:, 9].clamp_min(0)
+    return x
+
+
+def _layout(monkeypatch, name):
+    for key, value in LAYOUTS[name].items():
+        monkeypatch.setattr(st, key, value)
+
+
+def _same_state(a, b):
+    """Two ``NeuronStats.to_dict()`` results are equal bit for bit."""
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]) if isinstance(a[k], torch.Tensor) else a[k] == b[k], k
+
+
+def _golden_run():
+    s = NeuronStats(150, bins=37, reservoir=50, pilot=2, seed=3)
+    for part in _golden_inputs().split([700, 1, 1234, 665]):
+        s.update(part)
+    return s
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_every_field_equals_the_implementation_before_issue_17(monkeypatch, layout):
+    """``tests/data/stats_before_issue17.pt``: the fields computed on these inputs by the code of commit 5696324."""
+    _layout(monkeypatch, layout)
+    s, before = _golden_run(), torch.load(GOLDEN)
+    for key in EXACT:
+        assert torch.equal(torch.as_tensor(getattr(s, key)), before[key]), key
+    for key in ROUNDED:
+        torch.testing.assert_close(getattr(s, key), before[key], rtol=1e-6, atol=1e-6, msg=key)  # ulp of ~10
+    x = _golden_inputs()
+    _assert_matches(s, x, atol=1e-6)  # values up to ~10 (float32 ulp ~1e-6); the mean-1000 neuron is relative
+    assert torch.equal(s.hist, _reference_hist(s, x))
+
+
+def test_threads_and_work_layout_do_not_change_a_bit(monkeypatch):
+    runs = []
+    for layout in LAYOUTS:
+        with monkeypatch.context() as m:
+            _layout(m, layout)
+            runs.append(_golden_run().to_dict())
+    chunked = [r for r, name in zip(runs, LAYOUTS) if "_CHUNK" not in LAYOUTS[name]]
+    for r in chunked[1:]:  # same chunks, other threads: bit for bit
+        _same_state(r, chunked[0])
+
+
+def test_reduction_threads_leave_the_callers_torch_threads_alone(monkeypatch):
+    monkeypatch.setattr(st, "REDUCTION_THREADS", 3)
+    before = torch.get_num_threads()
+    _golden_run()
+    assert torch.get_num_threads() == before
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_nan_in_a_later_block_raises_and_changes_nothing(monkeypatch, layout):
+    _layout(monkeypatch, layout)
+    x = _golden_inputs()
+    s = _fed(x[:1000], 500, bins=20, reservoir=8)
+    before = s.to_dict()
+    bad = x[1000:2000].clone()
+    bad[950, 140] = float("nan")
+    with pytest.raises(NonFiniteActivationError, match=r"neurons \[140\]"):
+        s.update(bad)
+    _same_state(s.to_dict(), before)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_activations_match_direct_computation(monkeypatch, dtype):
+    _layout(monkeypatch, "small chunks, blocks and groups")
+    x = _golden_inputs()[:, 10:].to(dtype)  # leave out the columns that half precision cannot hold
+    s = _fed(x, 700, bins=25)
+    _assert_matches(s, x.float(), atol=1e-6)
+    assert torch.equal(s.hist, _reference_hist(s, x.float()))
+
+
+def test_one_bin_counts_every_token():
+    x = _golden_inputs()
+    s = _fed(x, [700, 1, 1899], bins=1, pilot=2)
+    assert torch.equal(s.hist, torch.full((150, 1), 2600))
+    _assert_matches(s, x, atol=1e-6)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..util import atomic_dir, cache_dir
-from .runner import BookError
+from .chapters import BookError
 
 # Pinned versions of the JavaScript the HTML needs (fetched with npm once, then cached).
 HTML_MANAGER = "1.0.15"  # @jupyter-widgets/html-manager for ipywidgets 8

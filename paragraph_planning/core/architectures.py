@@ -28,10 +28,23 @@ import torch
 from torch import nn
 
 SITES: tuple[str, ...] = ("resid_pre", "attn.pre_out", "attn.out", "mlp.pre_out", "mlp.out", "resid_post")
-"""Per-block site names, in the order they are computed."""
+"""Per-block site names, in the order they are computed.
+
+Example:
+    >>> pp.SITES
+    ('resid_pre', 'attn.pre_out', 'attn.out', 'mlp.pre_out', 'mlp.out', 'resid_post')
+    >>> pp.load_model("tiny-llama").hook_names(pp.SITES, layers=[0])[:2]
+    ['blocks.0.resid_pre', 'blocks.0.attn.pre_out']
+"""
 
 NEURON_SITES: tuple[str, ...] = ("attn.pre_out", "mlp.pre_out")
-"""Sites whose entries are "neurons" in the papers' sense (what pruning and ablation act on)."""
+"""Sites whose entries are "neurons" in the papers' sense (what pruning and ablation act on).
+
+Example:
+    >>> model = pp.load_model("tiny-llama")
+    >>> {site: model.cfg.n_neurons(site) for site in pp.NEURON_SITES}  # 4 heads x 8, d_mlp
+    {'attn.pre_out': 32, 'mlp.pre_out': 48}
+"""
 
 _NAME = re.compile(r"^blocks\.(\d+)\.(.+)$")
 
@@ -40,6 +53,13 @@ def hook_name(layer: int, site: str) -> str:
     """The hook name of ``site`` in block ``layer``: ``hook_name(3, "mlp.pre_out") == "blocks.3.mlp.pre_out"``.
 
     The one place names are built; :func:`parse_name` is the one place they are read.
+
+    Example:
+        >>> pp.hook_name(3, "mlp.pre_out")
+        'blocks.3.mlp.pre_out'
+        >>> pp.hook_name(3, "mlp")
+        Traceback (most recent call last):
+        ValueError: Unknown site 'mlp'. Valid sites: resid_pre, attn.pre_out, attn.out, mlp.pre_out, mlp.out, resid_post.
     """
     if site not in SITES:
         raise ValueError(f"Unknown site {site!r}. Valid sites: {', '.join(SITES)}.")
@@ -51,6 +71,12 @@ def parse_name(name: str) -> tuple[int, str] | None:
 
     Only the form is checked (a known site after ``blocks.{i}.``), not whether a model has that
     layer: :meth:`~paragraph_planning.core.hooks.HookedModel.parse` adds that and "did you mean".
+
+    Example:
+        >>> pp.parse_name("blocks.3.mlp.pre_out")
+        (3, 'mlp.pre_out')
+        >>> pp.parse_name("model.layers.3.mlp") is None
+        True
     """
     m = _NAME.match(name) if isinstance(name, str) else None
     if m is None or m.group(2) not in SITES:
@@ -180,7 +206,15 @@ class UnsupportedArchitectureError(ValueError):
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Normalised shape facts of a model (the same names for every architecture)."""
+    """Normalised shape facts of a model (the same names for every architecture).
+
+    Example:
+        >>> cfg = pp.load_model("tiny-llama").cfg
+        >>> cfg.arch, cfg.kind, cfg.n_layers, cfg.d_model, cfg.d_mlp
+        ('LlamaForCausalLM', 'causal-lm', 2, 32, 48)
+        >>> cfg.site_shape("attn.pre_out"), cfg.n_neurons("attn.pre_out")
+        ((4, 8), 32)
+    """
 
     arch: str
     kind: str

@@ -1,4 +1,4 @@
-"""Modularity analyses (paper 3): task neuron sets, their overlap, cross-evaluation search, MoEfication.
+"""Modularity analyses (paper 3): task ordering, the cross-evaluation search, MoEfication clusters.
 
 Equal-size clustering uses the maintained ``k-means-constrained`` package (``KMeansConstrained``
 with ``size_min = size_max = d_mlp / n_clusters``: a min-cost-flow assignment step inside k-means).
@@ -6,36 +6,11 @@ with ``size_min = size_max = d_mlp / n_clusters``: a min-cost-flow assignment st
 from __future__ import annotations
 
 import math
-from typing import Callable, Mapping
+from typing import Callable
 
 import numpy as np
 import pandas as pd
 import torch
-
-
-def top_fraction(scores: Mapping[str, torch.Tensor], frac: float) -> torch.Tensor:
-    """Boolean ``[N]`` over the concatenated neurons of ``scores`` (in key order): the global top ``frac``."""
-    flat = torch.cat([s.flatten().double() for s in scores.values()])
-    k = int(frac * flat.numel())
-    if k < 1:
-        raise ValueError(f"frac={frac} selects no neuron out of {flat.numel()}.")
-    chosen = torch.zeros(flat.numel(), dtype=torch.bool)
-    chosen[flat.topk(k).indices] = True
-    return chosen
-
-
-def overlap_matrix(sets: Mapping[str, torch.Tensor]) -> pd.DataFrame:
-    """``|A ∩ B| / |A|`` for every ordered pair of task sets (boolean ``[N]`` each, equal sizes → symmetric).
-
-    With sets of equal size ``k`` drawn at random, the expected overlap is ``k / N`` (the fraction).
-    """
-    names = list(sets)
-    m = torch.stack([sets[n].bool() for n in names]).double()  # [tasks, N]
-    sizes = m.sum(1, keepdim=True)
-    if (sizes == 0).any():
-        raise ValueError("Every task set must contain at least one neuron.")
-    inter = m @ m.T
-    return pd.DataFrame((inter / sizes).numpy(), index=names, columns=names)
 
 
 def similarity_order(matrix: pd.DataFrame) -> list[str]:
@@ -49,20 +24,6 @@ def similarity_order(matrix: pd.DataFrame) -> list[str]:
     dist = np.clip(1 - sym, 0, None)
     np.fill_diagonal(dist, 0)
     return [matrix.index[i] for i in leaves_list(linkage(squareform(dist, checks=False), "average"))]
-
-
-def off_diagonal(matrix: pd.DataFrame) -> np.ndarray:
-    """The off-diagonal entries of a square matrix, flattened."""
-    v = matrix.values
-    return v[~np.eye(len(v), dtype=bool)]
-
-
-def top_pairs(matrix: pd.DataFrame, n: int = 5) -> pd.DataFrame:
-    """The ``n`` unordered task pairs with the highest (symmetrised) overlap."""
-    names = list(matrix.index)
-    rows = [(names[i], names[j], (matrix.iat[i, j] + matrix.iat[j, i]) / 2)
-            for i in range(len(names)) for j in range(i + 1, len(names))]
-    return pd.DataFrame(rows, columns=["task_a", "task_b", "overlap"]).nlargest(n, "overlap").reset_index(drop=True)
 
 
 def smallest_fraction(
@@ -85,10 +46,11 @@ def smallest_fraction(
     return hi
 
 
-def moefy(w_in: torch.Tensor, n_clusters: int, seed: int = 0, max_iter: int = 50, n_init: int = 1) -> np.ndarray:
+def moefy(w_in: torch.Tensor, n_clusters: int, seed: int = 0, max_iter: int = 300, n_init: int = 10) -> np.ndarray:
     """MoEfication of one layer: equal-size k-means of the L2-normalised rows of ``W_in`` ``[d_mlp, d_model]``.
 
     Returns cluster labels ``[d_mlp]`` (each cluster holds exactly ``d_mlp / n_clusters`` neurons).
+    ``n_init`` and ``max_iter`` default to the library's own defaults (what the paper ran).
     """
     from k_means_constrained import KMeansConstrained
 
@@ -102,23 +64,37 @@ def moefy(w_in: torch.Tensor, n_clusters: int, seed: int = 0, max_iter: int = 50
     return km.fit_predict(x).astype(np.int64)
 
 
-def random_partition(d_mlp: int, n_clusters: int, seed: int = 0) -> np.ndarray:
-    """Baseline: a random equal-size partition of ``d_mlp`` neurons into ``n_clusters`` clusters."""
-    if d_mlp % n_clusters:
-        raise ValueError(f"d_mlp={d_mlp} is not divisible by n_clusters={n_clusters}.")
-    labels = np.arange(d_mlp) % n_clusters
-    return np.random.default_rng(seed).permutation(labels)
+def permuted_labels(labels: np.ndarray, n_perm: int, seed: int = 0) -> np.ndarray:
+    """``[n_perm, d]`` random permutations of cluster ``labels``: random partitions with the same cluster sizes."""
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(labels)
+    return labels[np.argsort(rng.random((n_perm, len(labels))), axis=1)]
 
 
-def concentration(selected: torch.Tensor | np.ndarray, labels: np.ndarray, n_clusters: int) -> float:
+def concentration(selected: np.ndarray, labels: np.ndarray, n_clusters: int) -> np.ndarray:
     """How concentrated selected neurons are in few clusters: ``1 − H(p) / log(n_clusters)``.
 
-    ``p`` is the share of the selected neurons in each cluster: 0 when spread evenly over all
-    clusters, 1 when all fall into one. NaN when nothing is selected.
+    ``selected``: neuron indices ``[sets, k]`` (or a boolean mask ``[d]`` of one set); ``labels``:
+    cluster labels ``[d]`` or several labellings ``[P, d]``. ``p`` is the share of a set's neurons
+    in each cluster: 0 when spread evenly over all clusters, 1 when all fall into one. Returns
+    ``[P, sets]`` (``[sets]`` for one labelling, a float for one boolean mask); NaN for an empty set.
     """
-    sel = np.asarray(selected, dtype=bool)
-    if sel.sum() == 0:
-        return math.nan
-    p = np.bincount(labels[sel], minlength=n_clusters) / sel.sum()
-    p = p[p > 0]
-    return float(1 + (p * np.log(p)).sum() / math.log(n_clusters))
+    sel = np.asarray(selected)
+    one_mask = sel.dtype == bool
+    if one_mask:
+        sel = np.flatnonzero(sel)[None]
+    lab = np.asarray(labels)
+    many = lab.ndim == 2
+    lab = lab if many else lab[None]
+    p_n, (s_n, k) = lab.shape[0], sel.shape
+    if k == 0:
+        out = np.full((p_n, s_n), np.nan)
+    else:
+        code = (np.arange(p_n)[:, None, None] * s_n + np.arange(s_n)[None, :, None]) * n_clusters + lab[:, sel]
+        p = np.bincount(code.ravel(), minlength=p_n * s_n * n_clusters).reshape(p_n, s_n, n_clusters) / k
+        with np.errstate(divide="ignore", invalid="ignore"):
+            h = -np.where(p > 0, p * np.log(p), 0.0).sum(-1)
+        out = 1 - h / math.log(n_clusters)
+    if one_mask:
+        return float(out[0, 0])
+    return out if many else out[0]

@@ -77,6 +77,15 @@ def evaluate_lm(
     The skip metrics are NaN when every target is skipped (a sample too small for 50 common tokens).
     ``n_tokens`` limits the evaluation to the first rows covering that many targets.
     Micro-batches hold at most ``max_logit_bytes`` of float32 logits (at least one row).
+
+    Example:
+        >>> model = pp.load_model("tiny-llama")
+        >>> batches = pp.token_batches("wiki-en", model.tokenizer, n_tokens=512, seq_len=64, split="test")
+        >>> row = pp.evaluate_lm(model, batches)
+        >>> sorted(row)
+        ['loss', 'n_tokens', 'perplexity', 'skip50_top1', 'skip50_top10', 'top1', 'top10']
+        >>> row["n_tokens"], bool(np.isclose(row["perplexity"], np.exp(row["loss"])))
+        (504, True)
     """
     rows = evaluate_lm_rows(model, batches, skip_ids, n_tokens, max_logit_bytes, progress)
     n, n_kept = float(rows.tokens.sum()), float(rows.kept.sum())
@@ -156,7 +165,16 @@ def evaluate_lm_rows(
 
 
 def evaluate_many(model: HookedModel, corpora: Mapping[str, torch.Tensor], **kwargs: Any) -> pd.DataFrame:
-    """:func:`evaluate_lm` on each ``{name: batches}``; one row per corpus (index ``corpus``)."""
+    """:func:`evaluate_lm` on each ``{name: batches}``; one row per corpus (index ``corpus``).
+
+    Example:
+        >>> model = pp.load_model("tiny-llama")
+        >>> test = {c: pp.token_batches(c, model.tokenizer, n_tokens=256, seq_len=64, split="test")
+        ...         for c in ("wiki-en", "python-code")}
+        >>> table = pp.evaluate_many(model, test)
+        >>> table.index.tolist(), table.columns[:4].tolist()
+        (['wiki-en', 'python-code'], ['loss', 'perplexity', 'top1', 'top10'])
+    """
     if not corpora:
         raise ValueError("corpora is empty: pass {name: batches}.")
     rows = {name: evaluate_lm(model, batches, **kwargs) for name, batches in corpora.items()}
@@ -169,6 +187,12 @@ def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, k: int = 
     ``k`` is capped at the number of classes; a label outside the model's classes counts as wrong,
     with a NaN loss. The one place image accuracy is computed; sums and means (and bootstrap
     intervals over examples) are taken from these.
+
+    Example:
+        >>> logits = torch.tensor([[2.0, 1.0, 0.0], [0.0, 1.0, 2.0]])
+        >>> m = pp.classification_metrics(logits, torch.tensor([0, 1]), k=2)
+        >>> m["top1"].tolist(), m["top2"].tolist(), [round(x, 3) for x in m["loss"].tolist()]
+        ([True, False], [True, True], [0.408, 1.408])
     """
     logits = logits.float().cpu()
     labels = torch.as_tensor(labels).long().cpu()

@@ -125,6 +125,13 @@ def generate_ids(
     fresh unseeded one), so row ``i``'s text depends on the seed and the batch it falls in.
     ``hooks(rows_slice)`` returns the hook list for one batch (e.g. patches with that batch's
     values); ``stop(new_text)`` ends a row early.
+
+    Example:
+        >>> model = pp.load_model("tiny-llama")
+        >>> rows = [model.tokenizer("Bees")["input_ids"], model.tokenizer("Hi")["input_ids"]]
+        >>> a = pp.generate_ids(model, rows, max_new_tokens=4, temperature=1.0, seed=3)
+        >>> a == pp.generate_ids(model, rows, max_new_tokens=4, temperature=1.0, seed=3), len(a)  # same seed, same text
+        (True, 2)
     """
     if max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}.")

@@ -44,8 +44,22 @@ _SITE_LOCATION: dict[str, tuple[str | None, str]] = {
 _INPUT_KEYS = ("input_ids", "inputs_embeds", "pixel_values")
 
 
+class _StopForward(Exception):
+    """Raised by :meth:`HookedModel.run_body`'s hook to end a forward pass early; never escapes it."""
+
+
+def _stop_forward(_mod: nn.Module, _args: tuple, _output: Any) -> None:
+    raise _StopForward
+
+
 class UnknownHookError(KeyError):
-    """A hook name that the model does not have."""
+    """A hook name that the model does not have.
+
+    Example:
+        >>> pp.load_model("tiny-llama").hook_names("mlp")
+        Traceback (most recent call last):
+        paragraph_planning.core.hooks.UnknownHookError: Unknown site 'mlp'. Did you mean ...? Valid sites: ...
+    """
 
     def __str__(self) -> str:  # KeyError would print the message with quotes
         return str(self.args[0])
@@ -59,6 +73,14 @@ class HookPoint:
     forward pass, the number of cached tokens during KV-cached generation. ``prompt_len`` is the
     length of the prompt: the whole input of a plain forward pass, the padded prompt during
     generation (so negative positions count from the end of the prompt in every pass).
+
+    Example:
+        >>> model = pp.load_model("tiny-llama")
+        >>> def show(act, *, hook):
+        ...     print(hook.name, hook.layer, hook.site, hook.offset, hook.prompt_len, tuple(act.shape))
+        >>> with model.hooks([("blocks.1.attn.pre_out", show)]):
+        ...     _ = model("Hello")
+        blocks.1.attn.pre_out 1 attn.pre_out 0 5 (1, 5, 4, 8)
     """
 
     name: str
@@ -73,6 +95,24 @@ class HookedModel:
 
     ``model.hf`` is the untouched transformers model; ``model.cfg`` its normalised shapes;
     ``model.tokenizer`` (language models) or ``model.processor`` (vision models, may be None).
+    Forward passes that do not generate (``model(...)``, :meth:`record`, :meth:`run_with_cache`,
+    and everything built on them) run without a KV cache.
+
+    Example:
+        >>> model = pp.load_model("tiny-llama")
+        >>> model("Bees make honey.").shape  # logits [batch, pos, vocab]
+        torch.Size([1, 16, 260])
+        >>> name = model.hook_names("mlp.pre_out", layers=[1])[0]
+        >>> logits, cache = model.run_with_cache(["Bees make honey.", "Hi"], [name])
+        >>> name, cache[name].shape
+        ('blocks.1.mlp.pre_out', torch.Size([2, 16, 48]))
+        >>> with model.hooks([(name, lambda act, hook: torch.zeros_like(act))]):  # zero-ablate layer 1's MLP
+        ...     ablated = model("Bees make honey.")
+        >>> torch.equal(ablated, model("Bees make honey."))  # ablated differs; after the block the hook is gone
+        False
+        >>> text = model.generate("Bees", max_new_tokens=5)  # a random tiny model writes noise
+        >>> len(text)
+        1
     """
 
     def __init__(self, hf_model: nn.Module, tokenizer: Any = None, processor: Any = None, name: str = ""):
@@ -205,6 +245,30 @@ class HookedModel:
         if self.cfg.kind == "image" and not hasattr(out, "logits"):
             return out.last_hidden_state
         return out.logits
+
+    @torch.no_grad()
+    def run_body(self, inputs: Any = None, *, last_layer: int | None = None, **kwargs: Any) -> None:
+        """Forward pass for its hooks only: blocks ``0..last_layer`` run, then the pass stops.
+
+        Takes the same inputs as :meth:`__call__` and returns nothing: no final norm, no head, no logits
+        (the unembedding is a large part of a small language model's forward pass), and no block after
+        ``last_layer`` (default: the last block). Hooks at blocks ``<= last_layer`` see exactly what
+        they see in a full forward pass; hooks at later blocks do not run. The pass is ended by an
+        exception raised after every hook on block ``last_layer`` has run, caught here; the stopping
+        hook is removed whatever happens, and the model is left as it was.
+        """
+        layer = self.cfg.n_layers - 1 if last_layer is None else int(last_layer)
+        if not 0 <= layer < self.cfg.n_layers:
+            raise UnknownHookError(f"Layer {layer} out of range: {self.name} has layers 0..{self.cfg.n_layers - 1}.")
+        kwargs = self._inputs(inputs, kwargs)
+        handle = self._blocks[layer].register_forward_hook(_stop_forward)  # added last: runs after the others
+        try:
+            self.hf(**kwargs)
+        except _StopForward:
+            return
+        finally:
+            handle.remove()
+        raise RuntimeError(f"The forward pass of {self.name} ended without running block {layer}.")
 
     # ----------------------------------------------------------------- hooks
     def _track_offset(self) -> RemovableHandle:
@@ -359,7 +423,16 @@ class HookHandle:
 
 
 class ActivationCache(dict):
-    """``name -> tensor`` of the last forward pass; ``history[name]`` keeps every pass in order."""
+    """``name -> tensor`` of the last forward pass; ``history[name]`` keeps every pass in order.
+
+    Example:
+        >>> model = pp.load_model("tiny-llama")
+        >>> with model.record(["blocks.0.resid_post"]) as cache:
+        ...     _ = model("one pass")
+        ...     _ = model("and another")
+        >>> cache["blocks.0.resid_post"].shape, len(cache.history["blocks.0.resid_post"])
+        (torch.Size([1, 11, 32]), 2)
+    """
 
     def __init__(self) -> None:
         super().__init__()

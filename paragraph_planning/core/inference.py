@@ -6,9 +6,12 @@ this sample" mean the same thing in every chapter:
 * :func:`bootstrap_mean` / :func:`paired_bootstrap`: percentile bootstrap interval of a mean (or a
   mean difference over paired units), resampling units, or whole clusters of units (e.g. all texts
   of one prompt) when ``clusters`` is given;
+* :func:`bootstrap_difference`: the same for the difference between two subsets of the units;
 * :func:`permutation_test`: a label-shuffling test, shuffling only within groups when given;
 * :func:`wilson`: the Wilson score interval of a proportion;
 * :func:`t_interval`: a mean with a Student-t interval (few seeds: a z quantile would be too narrow);
+* :func:`simultaneous_t` / :func:`max_t_critical`: intervals for several means of the same units that
+  hold all at once (single-step max-t over their correlation; narrower than Bonferroni);
 * :func:`mde` / :func:`mde_paired` / :func:`power_paired`: the minimum detectable effect of a
   two-sided test at a given standard error (or s.d. and n), and the power for a given effect;
 * :func:`verdict`: an interval read against a null value and, optionally, a smallest effect of
@@ -40,6 +43,12 @@ class Interval:
 
     ``n``: units (texts, seeds, documents, ...); ``n_clusters``: clusters resampled (None: units);
     ``se``: the standard error (bootstrap s.d. or the analytic one); ``method``: how it was made.
+
+    Example:
+        >>> i = pp.Interval(0.12, 0.05, 0.19, n=40, se=0.035, method="t")
+        >>> print(i), i.fmt(".1%"), i.excludes(0.0)
+        0.12 [0.05, 0.19]
+        (None, '12.0% [5.0%, 19.0%]', True)
     """
 
     estimate: float
@@ -108,6 +117,14 @@ def bootstrap_mean(
     the units of the drawn clusters (so a prompt's ten texts stay together). ``stat(sums, counts)``
     replaces the mean for ratio statistics: it receives per-resample sums and unit counts ``[n_boot]``.
     The estimate is the statistic on the sample itself; ``se`` is the s.d. of the bootstrap values.
+
+    Example:
+        >>> x = np.random.default_rng(0).normal(1.0, 1.0, size=200)
+        >>> i = pp.bootstrap_mean(x)
+        >>> bool(np.isclose(i.estimate, x.mean())), bool(i.lo < x.mean() < i.hi), i.method
+        (True, True, 'bootstrap')
+        >>> pp.bootstrap_mean([1, 2, 3, 10, 11, 12], clusters=["a", "a", "a", "b", "b", "b"]).n_clusters
+        2
     """
     _check_level(level)
     a = _as_1d(x, "x")
@@ -133,11 +150,55 @@ def paired_bootstrap(
     a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray, clusters: Sequence[Any] | None = None, *,
     level: float = 0.95, n_boot: int = 10_000, seed: int = 0,
 ) -> Interval:
-    """Bootstrap interval of ``mean(a − b)`` over paired units (resampling units or clusters)."""
+    """Bootstrap interval of ``mean(a − b)`` over paired units (resampling units or clusters).
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> before = rng.normal(3.0, 1.0, 100)
+        >>> after = before + 0.5 + rng.normal(0, 0.2, 100)  # each unit measured twice
+        >>> i = pp.paired_bootstrap(after, before)
+        >>> 0.4 < i.lo < i.estimate < i.hi < 0.6
+        True
+    """
     x, y = _as_1d(a, "a"), _as_1d(b, "b")
     if x.shape != y.shape:
         raise ValueError(f"a and b must be paired (same length), got {x.size} and {y.size}.")
     return bootstrap_mean(x - y, clusters, level=level, n_boot=n_boot, seed=seed)
+
+
+def bootstrap_difference(
+    x: Sequence[float] | np.ndarray, in_a: Sequence[bool] | np.ndarray, clusters: Sequence[Any] | None = None, *,
+    level: float = 0.95, n_boot: int = 10_000, seed: int = 0,
+) -> Interval:
+    """Percentile bootstrap interval of ``mean(x[in_a]) − mean(x[~in_a])`` (two subsets of the units).
+
+    With ``clusters``, whole clusters are resampled (a cluster may hold units of both subsets, e.g.
+    the texts of one prompt), so the interval allows for the correlation within clusters.
+    Resamples that miss a subset entirely are left out.
+    """
+    _check_level(level)
+    a = _as_1d(x, "x")
+    mask = np.asarray(in_a, dtype=bool).reshape(-1)
+    if mask.shape != a.shape:
+        raise ValueError(f"in_a must have one flag per unit ({a.size}), got {mask.size}.")
+    if mask.all() or not mask.any():
+        raise ValueError("Both subsets need at least one unit (in_a is all True or all False).")
+    ids, k = _cluster_index(clusters, a.size)
+    sa = np.bincount(ids, weights=a * mask, minlength=k)
+    sb = np.bincount(ids, weights=a * ~mask, minlength=k)
+    na = np.bincount(ids, weights=mask.astype(float), minlength=k)
+    nb = np.bincount(ids, weights=(~mask).astype(float), minlength=k)
+    est = float(sa.sum() / na.sum() - sb.sum() / nb.sum())
+    draw = np.random.default_rng(seed).integers(0, k, size=(n_boot, k))
+    ca, cb = na[draw].sum(1), nb[draw].sum(1)
+    ok = (ca > 0) & (cb > 0)
+    boot = sa[draw].sum(1)[ok] / ca[ok] - sb[draw].sum(1)[ok] / cb[ok]
+    method = "cluster bootstrap of a difference" if clusters is not None else "bootstrap of a difference"
+    if k < 2 or boot.size < 2:
+        return Interval(est, math.nan, math.nan, level, int(a.size), math.nan, k if clusters is not None else None, method)
+    lo, hi = np.quantile(boot, [0.5 - level / 2, 0.5 + level / 2])
+    return Interval(est, float(lo), float(hi), level, int(a.size), float(boot.std(ddof=1)),
+                    k if clusters is not None else None, method)
 
 
 def bootstrap_stat(
@@ -202,12 +263,20 @@ def permutation_test(
     With ``groups``, labels are shuffled only within each group (e.g. within a prompt). Returns the
     observed statistic, the permutation mean and the p-value ``(1 + #{as extreme}) / (1 + n_perm)``
     for ``alternative`` ``"greater"``, ``"less"`` or ``"two-sided"`` (distance from the permutation mean).
+
+    Example:
+        >>> values = np.array([5.1, 4.9, 5.3, 5.2, 3.0, 3.2, 2.9, 3.1])
+        >>> labels = np.array(["a"] * 4 + ["b"] * 4)
+        >>> diff = lambda v, lab: v[lab == "a"].mean() - v[lab == "b"].mean()
+        >>> r = pp.permutation_test(values, labels, diff)
+        >>> round(r["statistic"], 3), round(r["p"], 3)  # exactly: 1 of the 70 label splits is as extreme, p = 0.014
+        (2.075, 0.015)
     """
     v = np.asarray(values)
     lab = np.asarray(labels)
     if len(v) != len(lab):
         raise ValueError(f"values and labels differ in length: {len(v)} vs {len(lab)}.")
-    g_ids, k = _cluster_index(groups, len(lab))
+    g_ids, k = _cluster_index(groups, len(lab)) if groups is not None else (np.zeros(len(lab), dtype=np.int64), 1)
     members = [np.flatnonzero(g_ids == g) for g in range(k)]
     rng = np.random.default_rng(seed)
     observed = float(stat(v, lab))
@@ -232,7 +301,14 @@ def permutation_test(
 
 
 def wilson(k: int, n: int, level: float = 0.95) -> Interval:
-    """Wilson score interval of a proportion ``k / n`` (well behaved at 0 and 1, unlike ``p ± z·s.e.``)."""
+    """Wilson score interval of a proportion ``k / n`` (well behaved at 0 and 1, unlike ``p ± z·s.e.``).
+
+    Example:
+        >>> print(pp.wilson(8, 10))
+        0.8 [0.49, 0.943]
+        >>> print(pp.wilson(0, 20))  # no successes: still a sensible upper bound
+        0 [0, 0.161]
+    """
     _check_level(level)
     if n <= 0 or not 0 <= k <= n:
         raise ValueError(f"Need 0 <= k <= n and n > 0, got k={k}, n={n}.")
@@ -246,7 +322,14 @@ def wilson(k: int, n: int, level: float = 0.95) -> Interval:
 
 
 def t_interval(x: Sequence[float] | np.ndarray, level: float = 0.95) -> Interval:
-    """Mean with a Student-t interval ``mean ± t(n−1)·s/√n`` (for a few seeds; NaN bounds for n < 2)."""
+    """Mean with a Student-t interval ``mean ± t(n−1)·s/√n`` (for a few seeds; NaN bounds for n < 2).
+
+    Example:
+        >>> i = pp.t_interval([0.61, 0.64, 0.58])  # three seeds
+        >>> print(i), i.method
+        0.61 [0.535, 0.685]
+        (None, 't (2 d.o.f.)')
+    """
     from scipy.stats import t
 
     _check_level(level)
@@ -263,6 +346,10 @@ def mde(se: float, *, alpha: float = 0.05, power: float = 0.8, df: int | None = 
     """Minimum detectable effect of a two-sided test at standard error ``se``: ``(q(1−α/2) + q(power))·se``.
 
     ``q`` is the normal quantile, or Student's t with ``df`` degrees of freedom when given.
+
+    Example:
+        >>> round(pp.mde(0.01), 4)  # (1.96 + 0.84) x se
+        0.028
     """
     if not (0 < alpha < 1 and 0 < power < 1):
         raise ValueError(f"Need 0 < alpha < 1 and 0 < power < 1, got {alpha}, {power}.")
@@ -283,6 +370,10 @@ def mde_paired(sd: float, n: int, *, alpha: float = 0.05, power: float = 0.8, de
 
     ``design_effect`` (>= 1) inflates the variance for clustered units (``1 + (m − 1)·ICC`` for
     clusters of ``m``); the t quantile with ``n − 1`` d.o.f. is used.
+
+    Example:
+        >>> round(pp.mde_paired(sd=1.0, n=100), 3)  # 100 pairs detect about 0.28 s.d.
+        0.283
     """
     if n < 2:
         return math.inf
@@ -290,7 +381,12 @@ def mde_paired(sd: float, n: int, *, alpha: float = 0.05, power: float = 0.8, de
 
 
 def power_paired(effect: float, sd: float, n: int, *, alpha: float = 0.05) -> float:
-    """Power of a two-sided paired t-test (normal approximation of the noncentral t) to detect ``effect``."""
+    """Power of a two-sided paired t-test (normal approximation of the noncentral t) to detect ``effect``.
+
+    Example:
+        >>> round(pp.power_paired(effect=0.283, sd=1.0, n=100), 2)  # the MDE has 80 % power
+        0.8
+    """
     from scipy.stats import norm, t
 
     if n < 2 or sd <= 0:
@@ -303,7 +399,12 @@ def power_paired(effect: float, sd: float, n: int, *, alpha: float = 0.05) -> fl
 
 def n_for_mde(sd: float, effect: float, *, alpha: float = 0.05, power: float = 0.8,
               design_effect: float = 1.0, n_max: int = 1_000_000) -> int:
-    """Smallest ``n`` whose paired MDE (:func:`mde_paired`) is at most ``effect``."""
+    """Smallest ``n`` whose paired MDE (:func:`mde_paired`) is at most ``effect``.
+
+    Example:
+        >>> pp.n_for_mde(sd=1.0, effect=0.2)  # pairs needed to detect 0.2 s.d.
+        199
+    """
     if effect <= 0 or sd < 0:
         raise ValueError(f"Need effect > 0 and sd >= 0, got {effect}, {sd}.")
     n = 2
@@ -331,6 +432,14 @@ def verdict(interval: Interval, *, null: float = 0.0, direction: Direction = "gr
       ``margin`` (the smallest effect that would matter, > 0), entirely within ``null ± margin``
       or below ``null + margin`` for ``"greater"`` (above ``null − margin`` for ``"less"``);
     * ``"undetermined at this sample"``: anything else, including a missing interval.
+
+    Example:
+        >>> pp.verdict(pp.Interval(0.3, 0.1, 0.5))
+        'holds'
+        >>> pp.verdict(pp.Interval(0.05, -0.1, 0.2))
+        'undetermined at this sample'
+        >>> pp.verdict(pp.Interval(0.01, -0.02, 0.04), margin=0.05)  # excludes every effect that would matter
+        'does not hold'
     """
     lo, hi = interval.lo, interval.hi
     if math.isnan(lo) or math.isnan(hi):
@@ -365,6 +474,11 @@ class Finding:
     ``mde``: the minimum detectable effect of this test at this sample (80 % power, two-sided 5 %);
     ``unit``: how the estimate reads (``"nats"``, ``"cosine distance"``, ...); ``note``: anything the
     reader needs to interpret it (e.g. the control it is compared with).
+
+    Example:
+        >>> f = pp.Finding("pruning hurts code more than prose", pp.Interval(0.2, 0.1, 0.3, n=50), "holds")
+        >>> f.row()["claim"], f.row()["lo"], f.row()["verdict"]
+        ('pruning hurts code more than prose', 0.1, 'holds')
     """
 
     claim: str
@@ -385,13 +499,28 @@ class Finding:
 def assess(claim: str, interval: Interval, *, null: float = 0.0, direction: Direction = "greater",
                margin: float | None = None, mde_value: float | None = None, unit: str = "",
                note: str = "") -> Finding:
-    """:func:`verdict` of ``interval`` as a :class:`Finding`; the MDE defaults to ``mde(interval.se)``."""
+    """:func:`verdict` of ``interval`` as a :class:`Finding`; the MDE defaults to ``mde(interval.se)``.
+
+    Example:
+        >>> rng = np.random.default_rng(1)
+        >>> diff = rng.normal(0.3, 1.0, 400)  # per-text loss differences, pruned minus clean
+        >>> f = pp.assess("pruning raises the loss", pp.bootstrap_mean(diff), unit="nats")
+        >>> f.verdict, round(f.mde, 2)
+        ('holds', 0.13)
+    """
     m = mde_value if mde_value is not None else (mde(interval.se) if math.isfinite(interval.se) else math.nan)
     return Finding(claim, interval, verdict(interval, null=null, direction=direction, margin=margin), m, unit, note)
 
 
 def findings_table(findings: Sequence[Finding]) -> "Any":
-    """A DataFrame with one row per :class:`Finding` (claim, estimate, lo, hi, n, mde, verdict, ...)."""
+    """A DataFrame with one row per :class:`Finding` (claim, estimate, lo, hi, n, mde, verdict, ...).
+
+    Example:
+        >>> a = pp.assess("forget loss rises", pp.Interval(0.5, 0.3, 0.7, se=0.1))
+        >>> b = pp.assess("retain loss rises", pp.Interval(0.02, -0.05, 0.09, se=0.035))
+        >>> pp.findings_table([a, b])[["claim", "verdict"]].values.tolist()
+        [['forget loss rises', 'holds'], ['retain loss rises', 'undetermined at this sample']]
+    """
     import pandas as pd
 
     return pd.DataFrame([f.row() for f in findings])
@@ -402,6 +531,11 @@ def group_summary(df: "Any", by: str | Sequence[str], value: str, level: float =
 
     The t quantile (``n − 1`` d.o.f.) keeps bands honest for a few seeds (with 3 seeds it is 2.2×
     the normal one); a group of one gets ``lo = hi = mean``.
+
+    Example:
+        >>> df = pd.DataFrame({"score": ["abs", "abs", "abs", "random"], "drop": [0.30, 0.34, 0.32, 0.05]})
+        >>> pp.group_summary(df, "score", "drop").round(3).values.tolist()
+        [['abs', 0.32, 0.02, 3, 0.27, 0.37], ['random', 0.05, nan, 1, 0.05, 0.05]]
     """
     from scipy.stats import t
 

@@ -28,6 +28,17 @@ def mask_fn(keep: torch.Tensor, values: torch.Tensor | float = 0.0) -> HookFn:
     ``keep`` and ``values`` are per-neuron, shaped like the site per token (``[d_mlp]``,
     ``[head, d_head]``) or flat; ``values`` may also be ``[batch, pos, ...]`` (resampling: the value
     the neuron had at the same absolute position of another input).
+
+    Example:
+        >>> model = pp.load_model("tiny-llama")
+        >>> keep = torch.ones(48)
+        >>> keep[:10] = 0  # replace MLP neurons 0..9 of layer 1 ...
+        >>> seen = {}
+        >>> with model.hooks([("blocks.1.mlp.pre_out", pp.mask_fn(keep, values=0.5)),  # ... by 0.5
+        ...                   ("blocks.1.mlp.pre_out", lambda act, hook: seen.update(x=act))]):
+        ...     _ = model("Bees make honey.")
+        >>> seen["x"][0, :, :10].unique().tolist(), bool((seen["x"][0, :, 10:] != 0.5).all())
+        ([0.5], True)
     """
     cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
@@ -68,6 +79,17 @@ def patch_fn(values: torch.Tensor, positions: Sequence[int], scale: float = 1.0)
     whole input; the padded prompt during generation), so one function can be reused across
     prompts of different lengths. Correct with and without the KV cache: each absolute position
     gets the patch in every pass that computes it.
+
+    Example: activation patching, the residual stream of one prompt's last position into another's.
+
+        >>> model = pp.load_model("tiny-llama")
+        >>> name = "blocks.0.resid_post"
+        >>> _, source = model.run_with_cache("Cats purr.", [name])
+        >>> value = source[name][:, -1]  # [1, d_model]: the last position of the source run
+        >>> with model.hooks([(name, pp.patch_fn(value, positions=[-1]))]):
+        ...     patched = model.run_with_cache("Bees hum.", [name])[1][name]
+        >>> torch.equal(patched[0, -1], value[0]), patched.shape
+        (True, torch.Size([1, 9, 32]))
     """
     pos = torch.as_tensor(list(positions), dtype=torch.long)
 
@@ -86,7 +108,18 @@ def patch_fn(values: torch.Tensor, positions: Sequence[int], scale: float = 1.0)
 
 
 def add_fn(vector: torch.Tensor, positions: Sequence[int] | None = None, scale: float = 1.0) -> HookFn:
-    """Add ``scale·vector`` (site-shaped per token) at ``positions`` (as in :func:`patch_fn`; None = all)."""
+    """Add ``scale·vector`` (site-shaped per token) at ``positions`` (as in :func:`patch_fn`; None = all).
+
+    Example: steering, adding a direction to the residual stream at the first two positions.
+
+        >>> model = pp.load_model("tiny-llama")
+        >>> name, direction = "blocks.0.resid_post", torch.ones(32)
+        >>> clean = model.run_with_cache("Bees hum.", [name])[1][name]
+        >>> with model.hooks([(name, pp.add_fn(direction, positions=[0, 1], scale=2.0))]):
+        ...     steered = model.run_with_cache("Bees hum.", [name])[1][name]
+        >>> [round(d, 4) for d in (steered - clean)[0, :3, 0].tolist()]
+        [2.0, 2.0, 0.0]
+    """
     pos = None if positions is None else torch.as_tensor(list(positions), dtype=torch.long)
 
     def fn(act: torch.Tensor, *, hook: HookPoint) -> torch.Tensor | None:
@@ -108,6 +141,19 @@ class NeuronMasks:
 
     ``masks.set("blocks.3.mlp.pre_out", keep, values)`` installs or replaces one site's mask;
     ``keep`` is boolean/float per neuron (flat or site-shaped). Also a context manager.
+    :func:`paragraph_planning.prune` builds one from a selection.
+
+    Example:
+        >>> model = pp.load_model("tiny-llama")
+        >>> clean = model("Bees make honey.")
+        >>> keep = torch.ones(4, 8, dtype=torch.bool)
+        >>> keep[2] = False  # head 2 of layer 0
+        >>> masks = pp.NeuronMasks(model).set("blocks.0.attn.pre_out", keep)
+        >>> masks.n_masked(), torch.equal(model("Bees make honey."), clean)
+        ({'blocks.0.attn.pre_out': 8}, False)
+        >>> masks.remove()
+        >>> torch.equal(model("Bees make honey."), clean)
+        True
     """
 
     def __init__(self, model: HookedModel):

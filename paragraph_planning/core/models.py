@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,13 +25,20 @@ import torch
 import transformers
 from transformers import AutoConfig, AutoImageProcessor, AutoModelForCausalLM, AutoTokenizer
 
+from ..cache import EVENTS_ENV, log_event
 from ..util import HUB_ID, atomic_dir, cache_dir, did_you_mean, file_sha256, hub_reachable
 from .architectures import ARCHITECTURES
 from .hooks import HookedModel
 
 
 class ModelNotAvailableError(RuntimeError):
-    """The model cannot be loaded here (unknown name, missing package or file, or the hub while offline)."""
+    """The model cannot be loaded here (unknown name, missing package or file, or the hub while offline).
+
+    Example:
+        >>> pp.load_model("smollm-135m")
+        Traceback (most recent call last):
+        paragraph_planning.core.models.ModelNotAvailableError: Unknown model 'smollm-135m'. Did you mean 'smollm2-135m'? ...
+    """
 
 
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
@@ -152,7 +160,13 @@ RANDOM_INIT_SEED_OFFSET = 7_919
 
 
 def offline_names() -> list[str]:
-    """Every name that loads without the network."""
+    """Every name that loads without the network.
+
+    Example:
+        >>> names = pp.offline_names()
+        >>> "smollm2-135m" in names, "tiny-llama" in names
+        (True, True)
+    """
     return [*GGUF_MODELS, *REGISTERED, *TINY_MODELS]
 
 
@@ -208,12 +222,20 @@ def dequantised_folder(name: str, source: GGUFSource) -> Path:
 
 def _from_folder(path: str | Path, **kw: Any) -> tuple[torch.nn.Module, Any, Any]:
     """Load a saved transformers model (folder or hub id) with its tokenizer or image processor."""
+    folder = Path(path)
+    if folder.is_dir():
+        if not (folder / "config.json").is_file():
+            raise ModelNotAvailableError(f"{str(path)!r} is a folder, but holds no model: no config.json "
+                                         "(a model saved with save_pretrained(folder) has one).")
+        if not _weight_files(folder) and not any(folder.glob("*.safetensors.index.json")):
+            raise ModelNotAvailableError(f"{str(path)!r} holds a config.json but no weights "
+                                         "(*.safetensors or *.bin files).")
     try:
         config = AutoConfig.from_pretrained(path)
     except (OSError, ValueError) as err:
-        if Path(path).is_dir():
-            raise ModelNotAvailableError(f"{str(path)!r} is a folder, but holds no transformers model "
-                                         f"(no usable config.json): {err}") from None
+        if folder.is_dir():
+            raise ModelNotAvailableError(f"{str(path)!r} is a folder, but its config.json is not a transformers "
+                                         f"model's: {err}") from None
         raise
     arch = (config.architectures or [""])[0]
     cls = getattr(transformers, arch) if arch in ARCHITECTURES else AutoModelForCausalLM
@@ -261,12 +283,12 @@ def load_model(
     the same ``seed``). ``dtype``: ``"float32"`` (default), ``"bfloat16"``, ``"float16"`` or a
     ``torch.dtype``. ``device_map`` (e.g. ``"auto"``) spreads a hub/folder model over GPUs.
 
-    Example::
-
-        >>> m = load_model("tiny-llama")
+    Example:
+        >>> m = pp.load_model("tiny-llama")
         >>> m.cfg.n_layers, m.hook_names("mlp.pre_out")
         (2, ['blocks.0.mlp.pre_out', 'blocks.1.mlp.pre_out'])
     """
+    t0 = time.perf_counter()
     dtype = resolve_dtype(dtype)
     kw: dict[str, Any] = {"dtype": dtype or torch.float32}
     if device_map is not None:
@@ -294,13 +316,15 @@ def load_model(
         hf = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, **kw)
         tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
         files = (path,)
+    elif path.exists():
+        raise ModelNotAvailableError(f"{key!r} is a file, but not a model: give a .gguf file or a model folder.")
     elif isinstance(name, Path) or key.startswith((".", "/", "~")) or key.endswith(".gguf"):
         raise ModelNotAvailableError(f"No such file or folder: {key!r} (resolved to {path.absolute()}).")
     elif HUB_ID.match(key):
         if not hub_reachable():
             raise ModelNotAvailableError(
-                f"{key!r} is a hub id, but the Hugging Face hub cannot be reached (offline). "
-                f"Offline models: {', '.join(offline_names())}."
+                f"{key!r} is a hub id, but the Hugging Face hub cannot be reached (offline); there is no such file or "
+                f"folder here either ({path.absolute()}). Offline models: {', '.join(offline_names())}."
             )
         hf, tokenizer, processor = _from_folder(key, **kw)
     else:
@@ -321,7 +345,25 @@ def load_model(
     model = HookedModel(hf.eval(), tokenizer=tokenizer, processor=processor, name=label)
     model.weight_files = files
     model.source = {"name": key, "random_init": random_init, "seed": seed if random_init or key in TINY_MODELS else None}
+    if os.environ.get(EVENTS_ENV):
+        _log_load(model, time.perf_counter() - t0)
     return model
+
+
+def _log_load(model: HookedModel, seconds: float) -> None:
+    """One ``model`` event for the provenance box (see :func:`paragraph_planning.cache.log_event`).
+
+    The fingerprint is computed for the event and forgotten, so :meth:`HookedModel.fingerprint`
+    behaves the same whether or not a book run is recording events.
+    """
+    memo = model._fingerprint
+    fingerprint = model.fingerprint()
+    model._fingerprint = memo
+    device = model.device
+    hardware = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} CPU threads"
+    log_event("model", **model.source, label=model.name, dtype=fingerprint["dtype"], device=str(device),
+              hardware=hardware, weights=fingerprint["weights"], seconds=round(seconds, 2),
+              torch=torch.__version__, transformers=transformers.__version__)
 
 
 def describe_offline_models() -> list[dict[str, str]]:

@@ -81,6 +81,14 @@ def score_neurons(
 
     ``taker_compatible``: use the reference library's formulas (:data:`TAKER_SCORES`) for ``std``
     and ``rms``; the other scores are the same either way.
+
+    Example:
+        >>> model = pp.load_model("tiny-llama")
+        >>> forget = pp.collect_stats(model, [model.to_tokens("def f(x): return x + 1")], "mlp.pre_out", progress=False)
+        >>> retain = pp.collect_stats(model, [model.to_tokens("Bees make honey in hives.")], "mlp.pre_out", progress=False)
+        >>> scores = pp.score_neurons(forget, retain, score="abs")  # mean|x| on forget / (mean|x| on retain + eps)
+        >>> list(scores), scores["blocks.0.mlp.pre_out"].shape
+        (['blocks.0.mlp.pre_out', 'blocks.1.mlp.pre_out'], torch.Size([48]))
     """
     if score not in SCORE_NAMES:
         raise ValueError(f"Unknown score {score!r}. Valid scores: {', '.join(SCORE_NAMES)}.")
@@ -138,6 +146,14 @@ def select_top(
     ``k = int(frac · N)`` over all the given sites together (pass one site kind at a time);
     neurons already in ``pruned`` are skipped. With ``heads`` (the number of heads per layer), whole
     heads are ranked by their mean neuron score and ``int(frac · n_heads_total)`` heads are chosen.
+    :func:`selection_table` lists the chosen neurons as a table.
+
+    Example:
+        >>> scores = {"blocks.0.mlp.pre_out": torch.tensor([0.1, 0.9, 0.3]),
+        ...           "blocks.1.mlp.pre_out": torch.tensor([0.8, 0.2, 0.4])}
+        >>> chosen = pp.select_top(scores, frac=0.34)  # int(0.34 * 6) = 2 neurons over both layers
+        >>> {name: m.tolist() for name, m in chosen.items()}
+        {'blocks.0.mlp.pre_out': [False, True, False], 'blocks.1.mlp.pre_out': [True, False, False]}
     """
     if not 0 <= frac <= 1:
         raise ValueError(f"frac must be in [0, 1], got {frac}.")
@@ -297,6 +313,16 @@ def delete_neurons(model: HookedModel, keep: Mapping[str, torch.Tensor]) -> Call
 
     A neuron's only path to the residual stream is its column of the down / output projection,
     so this is exactly the zero mask, without hooks.
+
+    Example:
+        >>> model = pp.load_model("tiny-llama")
+        >>> keep = {"blocks.1.mlp.pre_out": torch.arange(48) >= 4}  # delete MLP neurons 0..3 of layer 1
+        >>> with pp.NeuronMasks(model).update(keep):
+        ...     masked = model("Bees make honey.")
+        >>> restore = pp.delete_neurons(model, keep)
+        >>> torch.allclose(model("Bees make honey."), masked, atol=1e-6)
+        True
+        >>> restore()
     """
     saved: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
     with torch.no_grad():
@@ -316,3 +342,117 @@ def delete_neurons(model: HookedModel, keep: Mapping[str, torch.Tensor]) -> Call
                 w[idx] = old
 
     return restore
+
+
+# ----------------------------------------------------------------------------- selections as tables
+SELECTION_COLUMNS: tuple[str, ...] = ("site", "layer", "neuron", "score")
+"""Columns of :func:`selection_table`."""
+
+
+def selection_table(
+    scores: Mapping[str, torch.Tensor], selected: Mapping[str, torch.Tensor] | None = None
+) -> pd.DataFrame:
+    """The selected neurons as a tidy table: ``site``, ``layer``, ``neuron``, ``score``, best score first.
+
+    ``scores``: ``{hook name: [n_neurons]}`` (:func:`score_neurons`); ``selected``: boolean masks of
+    the same shapes, True for a selected neuron (:func:`select_top`); None lists every scored neuron.
+    Attention neurons are numbered ``head * d_head + i``. Ties keep site, layer and neuron order.
+    :func:`selection_masks` turns the table back into masks; :func:`prune` takes either.
+
+    Example:
+        >>> model = pp.load_model("tiny-llama")
+        >>> forget = pp.collect_stats(model, [model.to_tokens("def f(x): return x + 1")], "mlp.pre_out", progress=False)
+        >>> retain = pp.collect_stats(model, [model.to_tokens("Bees make honey in hives.")], "mlp.pre_out", progress=False)
+        >>> scores = pp.score_neurons(forget, retain)
+        >>> table = pp.selection_table(scores, pp.select_top(scores, frac=0.05))
+        >>> table.columns.tolist(), len(table)  # 5 % of 2 layers x 48 neurons
+        (['site', 'layer', 'neuron', 'score'], 4)
+        >>> bool(table.score.is_monotonic_decreasing)
+        True
+    """
+    frames = []
+    for name, s in scores.items():
+        parsed = parse_name(name)
+        if parsed is None:
+            raise ValueError(f"Scores are keyed by hook names 'blocks.{{i}}.{{site}}', got {name!r}.")
+        s = torch.as_tensor(s).detach().flatten().cpu()
+        if selected is None:
+            idx = torch.arange(s.numel())
+        else:
+            if name not in selected:
+                raise ValueError(f"No selection mask for {name!r}: pass the masks that select_top returned.")
+            m = torch.as_tensor(selected[name]).flatten().cpu()
+            if m.numel() != s.numel():
+                raise ValueError(f"Mask for {name} has {m.numel()} entries; its scores have {s.numel()}.")
+            idx = m.bool().nonzero().flatten()
+        frames.append(pd.DataFrame({"site": parsed[1], "layer": parsed[0], "neuron": idx.numpy(),
+                                    "score": s[idx].double().numpy()}))
+    if selected is not None and set(selected) - set(scores):
+        raise ValueError(f"Masks for sites without scores: {sorted(set(selected) - set(scores))[:4]}.")
+    if not frames:
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(SELECTION_COLUMNS, (str, int, int, float))})
+    table = pd.concat(frames, ignore_index=True).astype({"layer": int, "neuron": int})
+    table = table.sort_values(["site", "layer", "neuron"], kind="stable")
+    return table.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def selection_masks(selection: pd.DataFrame, model: HookedModel) -> dict[str, torch.Tensor]:
+    """The inverse of :func:`selection_table`: ``{hook name: [n_neurons] bool}``, True where selected.
+
+    One mask per (layer, site) that appears in ``selection`` (a table with at least ``site``,
+    ``layer`` and ``neuron``), sized by ``model``; neurons out of range raise.
+
+    Example:
+        >>> model = pp.load_model("tiny-llama")
+        >>> table = pd.DataFrame({"site": ["mlp.pre_out"] * 2, "layer": [1, 1], "neuron": [5, 7]})
+        >>> masks = pp.selection_masks(table, model)
+        >>> list(masks), masks["blocks.1.mlp.pre_out"].nonzero().flatten().tolist()
+        (['blocks.1.mlp.pre_out'], [5, 7])
+    """
+    missing = [c for c in SELECTION_COLUMNS[:3] if c not in selection.columns]
+    if missing:
+        raise ValueError(f"A selection table needs the columns {', '.join(SELECTION_COLUMNS[:3])}; "
+                         f"missing {', '.join(missing)}.")
+    masks: dict[str, torch.Tensor] = {}
+    for (site, layer), rows in selection.groupby(["site", "layer"], sort=False):
+        name = model.hook_names(str(site), [int(layer)])[0]  # raises on an unknown site or layer
+        n = model.cfg.n_neurons(str(site))
+        idx = torch.as_tensor(rows["neuron"].tolist(), dtype=torch.long)
+        if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= n):
+            raise ValueError(f"Neuron index out of range for {name}: it has neurons 0..{n - 1}.")
+        masks[name] = torch.zeros(n, dtype=torch.bool)
+        masks[name][idx] = True
+    return masks
+
+
+def prune(
+    model: HookedModel,
+    selection: pd.DataFrame | Mapping[str, torch.Tensor],
+    values: Mapping[str, torch.Tensor | float] | None = None,
+) -> NeuronMasks:
+    """Prune the selected neurons: install removable zero masks and return them (:class:`NeuronMasks`).
+
+    ``selection``: a :func:`selection_table` or masks ``{hook name: bool}`` that are True for the
+    neurons to remove (what :func:`select_top` returns). ``values``: per-site replacement values
+    instead of zero (e.g. the neurons' means). The model stays pruned until ``.remove()``; as a
+    context manager the masks come off at the end of the ``with`` block.
+
+    Example:
+        >>> model = pp.load_model("tiny-llama")
+        >>> table = pd.DataFrame({"site": ["mlp.pre_out"] * 3, "layer": [0, 0, 1], "neuron": [1, 2, 3]})
+        >>> before = model("Bees make honey.")
+        >>> with pp.prune(model, table) as masks:
+        ...     print(masks.n_masked())
+        ...     changed = not torch.equal(model("Bees make honey."), before)
+        {'blocks.0.mlp.pre_out': 2, 'blocks.1.mlp.pre_out': 1}
+        >>> changed, torch.equal(model("Bees make honey."), before)
+        (True, True)
+    """
+    chosen = selection_masks(selection, model) if isinstance(selection, pd.DataFrame) else dict(selection)
+    keep = {}
+    for name, m in chosen.items():
+        m = torch.as_tensor(m)
+        if m.dtype != torch.bool:
+            raise TypeError(f"Selection mask for {name} must be boolean (True = prune), got {m.dtype}.")
+        keep[name] = ~m.flatten()
+    return NeuronMasks(model).update(keep, values)

@@ -10,33 +10,41 @@ hook site (``blocks.{i}.{site}``). Each holds, per neuron:
   (the "peak" replacement value of the peak-ablation paper);
 * ``reservoir``: up to ``reservoir`` activation vectors of uniformly sampled tokens (for resampling).
 
-How it is computed. Activations are reduced in float32 chunks of about 2**18 values (1 MiB, so a
-chunk and its scratch stay in cache) and each chunk's sums go into float64 accumulators; mean and
-variance are merged with the pairwise formula of Chan et al. on chunk-centred sums, so ``var`` stays
-accurate when ``|mean| >> std``. The histogram is one ``torch.bincount`` per chunk over
-``neuron * bins + bin``. This work runs on one CPU thread: it is many small memory-bound operations,
-and with two threads each one waits for the slower thread, which on a machine busy with other work
-made it 4-15 times slower (SmolLM2-135M's ``[2048, 576]`` and ``[2048, 1536]`` updates on a shared
-2-core machine); the model's own forward pass keeps every thread.
+How it is computed. :func:`collect_stats` runs only the blocks up to the last hooked layer
+(:meth:`~paragraph_planning.core.hooks.HookedModel.run_body`): statistics never need logits. Each
+update is reduced in chunks of about 2**18 values (1 MiB of float32, so a chunk and its scratch stay in
+a core's cache): per chunk, float32 sums of ``x - c``, ``(x - c)**2`` (``c`` the chunk's float32 mean),
+``|x|``, ``sqrt|x|`` and ``x > 0``, and the minimum and maximum. After the whole update is checked for
+NaN/inf, the chunks are merged into float64 accumulators, mean and variance with the pairwise formula
+of Chan et al., so ``var`` stays accurate when ``|mean| >> std``. Histogram bin indices are written
+column group by column group (``_GROUP`` neurons) and counted with one ``torch.bincount`` per group,
+so the counters being incremented stay in cache. On the CPU an update is split between
+:data:`REDUCTION_THREADS` threads (default: as many as torch uses), each running torch single-threaded
+on its own chunks and column groups: small memory-bound operations scale badly with torch's own
+threads (each waits for the slowest thread, which on a machine busy with other work made them 4-15
+times slower), while whole chunks per thread do not, and a thread that waits for the others sleeps
+instead of spinning. The results do not depend on the number of threads.
 
 Histogram range. It is fixed after a pilot (the first ``pilot`` non-empty updates): the per-neuron
 ``[min, max]`` of the pilot, widened by 1% of its span on each side (by 1% of ``max(|x|, 1)`` for a
-neuron that was constant), with ``lo`` rounded to float32. The pilot's activations are kept until
-then and histogrammed too, so no token is left out; later values outside the range are counted in
-the edge bins. Bin ``k`` holds ``lo + k*w <= x < lo + (k+1)*w`` with ``w = (hi - lo) / bins``
-(``x = hi`` goes to the last bin, as in :func:`torch.histc`); the bin index is computed in float32,
-so a value within float32 rounding of an edge may land in the neighbouring bin. ``peak`` is exact
-only up to half a bin width.
+neuron that was constant), with ``lo`` rounded to float32. The pilot's tokens are histogrammed too,
+so no token is left out (a pilot of several updates keeps the earlier ones' activations until then);
+later values outside the range are counted in the edge bins. Bin ``k`` holds
+``lo + k*w <= x < lo + (k+1)*w`` with ``w = (hi - lo) / bins`` (``x = hi`` goes to the last bin, as in
+:func:`torch.histc`); the bin index is computed in float32, so a value within float32 rounding of an
+edge may land in the neighbouring bin. ``peak`` is exact only up to half a bin width.
 
 The reservoir uses reservoir sampling (algorithm R) with its own seeded generator, so every site of
 one :func:`collect_stats` call keeps the same token positions.
 
 Memory does not grow with the number of tokens: per site it is a few ``[n_neurons]`` vectors,
 the ``[n_neurons, bins]`` histogram, the ``[reservoir, n_neurons]`` float32 reservoir, plus the
-pilot's activations until the range is fixed (``pilot tokens x n_neurons`` values).
+activations of the pilot's updates but its last until the range is fixed. An update's scratch is
+about its own size (bin indices of at most 2**22 values at a time).
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
 from os import PathLike
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -47,20 +55,19 @@ from tqdm.auto import tqdm
 from ..util import torch_threads
 from .architectures import NEURON_SITES, parse_name, site_of
 from .hooks import HookedModel, HookPoint
+from .reduction import BinIndex, NonFiniteActivationError, Partials, describe, ranges, run_split
 
-_CHUNK = 1 << 18  # values per float32 work chunk
+__all__ = ["NeuronStats", "NonFiniteActivationError", "REDUCTION_THREADS", "collect_stats", "load_stats", "save_stats",
+           "stats_frame"]
+
+_CHUNK = 1 << 18  # values per float32 work chunk (1 MiB: a chunk and its scratch stay in a core's cache)
+_BLOCK = 1 << 22  # bin indices of at most this many values are held before they are counted
+_GROUP = 128  # neurons whose bin indices are stored together: their 128 x bins int64 counters stay in cache
 _MARGIN = 0.01  # widening of the pilot range, as a fraction of its span
+REDUCTION_THREADS: int | None = None
+"""Threads that reduce one update on the CPU, each single-threaded (None: as many as ``torch.get_num_threads()``)."""
 # Accumulated state, saved by to_dict: float64 sums, extremes, histogram and reservoir.
 _STATE = ("_mean", "_m2", "_sum_abs", "_sum_sqrt_abs", "_n_pos", "_min", "_max", "_hist", "_res", "_res_index")
-
-
-class NonFiniteActivationError(ValueError):
-    """An activation was NaN or infinite."""
-
-
-def _describe(name: str) -> str:
-    parsed = parse_name(name)
-    return f"{name} (layer {parsed[0]}, site {parsed[1]!r})" if parsed else repr(name or "NeuronStats")
 
 
 class NeuronStats:
@@ -77,6 +84,15 @@ class NeuronStats:
         name: hook name (``blocks.{i}.{site}``), used in error messages.
 
     Accumulators live on the device of the data (they move with the first update).
+
+    Example:
+        >>> s = pp.NeuronStats(2, bins=4, reservoir=3)
+        >>> s.update(torch.tensor([[1.0, -2.0], [3.0, 2.0]]))
+        >>> s.update(torch.tensor([[5.0, 0.0]]))
+        >>> s.count, s.mean.tolist(), s.mean_abs.tolist(), s.frac_pos.tolist()
+        (3, [3.0, 0.0], [3.0, 1.3333333333333333], [1.0, 0.3333333333333333])
+        >>> s.reservoir.shape, s.hist.sum(1).tolist()
+        (torch.Size([3, 2]), [3, 3])
     """
 
     def __init__(self, n_neurons: int, *, bins: int = 100, reservoir: int = 1024, pilot: int = 1,
@@ -108,81 +124,145 @@ class NeuronStats:
     def update(self, x: torch.Tensor) -> None:
         """Add activations ``x`` ``[n_tokens, n_neurons]``; raises on NaN/inf without changing the state."""
         if x.ndim != 2 or x.shape[1] != self.n_neurons:
-            raise ValueError(f"{_describe(self.name)}: expected activations [n_tokens, {self.n_neurons}], "
+            raise ValueError(f"{describe(self.name)}: expected activations [n_tokens, {self.n_neurons}], "
                              f"got {tuple(x.shape)}.")
         if x.shape[0] == 0:
             return
         x = x.detach()
         if x.device != self._mean.device:
             self._to(x.device)
-        with torch_threads(1):
-            chunks = [c.float() for c in x.split(max(1, _CHUNK // self.n_neurons))]
-            low = torch.stack([c.amin(0) for c in chunks]).amin(0)  # amin/amax propagate NaN
-            high = torch.stack([c.amax(0) for c in chunks]).amax(0)
-            finite = torch.isfinite(low) & torch.isfinite(high)
-            if not bool(finite.all()):
-                bad = (~finite).nonzero().flatten()
-                raise NonFiniteActivationError(
-                    f"Activations at {_describe(self.name)} contain NaN or inf (neurons {bad[:8].tolist()}"
-                    f"{' ...' if len(bad) > 8 else ''}). Check the model's dtype and inputs."
-                )
-            torch.minimum(self._min, low.to(torch.float64), out=self._min)
-            torch.maximum(self._max, high.to(torch.float64), out=self._max)
+        cpu = x.device.type == "cpu"
+        threads = (REDUCTION_THREADS or torch.get_num_threads()) if cpu else 1
+        with torch_threads(1) if cpu else nullcontext():
+            part = self._reduce_all(x, threads)
             self._sample(x)
+            self._commit(part)
             if self._lo is None:
-                self._pilot_data.append(x.clone())
-            for c in chunks:
-                self._accumulate(c)
-            self._updates += 1
-            if self._lo is None and self._updates >= self.pilot:
-                self._fix_range()
+                if self._updates >= self.pilot:
+                    self._fix_range(x)
+                else:
+                    self._pilot_data.append(x.clone())
 
-    def _accumulate(self, c: torch.Tensor) -> None:
-        """Fold one float32 chunk ``[m, n_neurons]`` into the float64 accumulators."""
-        m, n0 = c.shape[0], self.count
-        centre = c.sum(0).div_(m)
-        work = torch.sub(c, centre)  # one [m, n_neurons] buffer reused for every temporary
-        s1 = work.sum(0)  # ~0; makes the chunk's mean and M2 exact (shifted-data formula)
-        s2 = work.square_().sum(0)
-        sum_abs = torch.abs(c, out=work).sum(0)
-        sum_sqrt_abs = work.sqrt_().sum(0)
-        n_pos = torch.gt(c, 0, out=work).sum(0)
-        if self._lo is not None:
-            self._bin(c, work)
-        # Chan et al.: merge (n0, mean, M2) with the chunk's (m, mean_c, m2_c).
-        shift = s1.double().div_(m)  # chunk mean - centre
-        m2_c = s2.double().sub_(shift.square().mul_(m))
-        delta = shift.add_(centre).sub_(self._mean)  # chunk mean - running mean
-        n = n0 + m
-        self._mean.add_(delta, alpha=m / n)
-        self._m2.add_(m2_c).add_(delta.square_(), alpha=n0 * m / n)
-        self._sum_abs += sum_abs
-        self._sum_sqrt_abs += sum_sqrt_abs
-        self._n_pos += n_pos
+    def _reduce_all(self, x: torch.Tensor, threads: int) -> Partials:
+        """Partial results of the whole update (``threads`` threads); raises on NaN/inf before binning it."""
+        n, step = self.n_neurons, max(1, _CHUNK // self.n_neurons)
+        chunks = ranges(x.shape[0], step)
+        binned = self._lo is not None and self.bins > 1
+        part = Partials(step, torch.tensor([len(r) for r in chunks], dtype=torch.float64, device=x.device),
+                         *(x.new_empty(shape, dtype=torch.float32)
+                           for shape in ((len(chunks), n), (len(chunks), 5, n), (len(chunks), n), (len(chunks), n))),
+                         torch.zeros(n * self.bins, dtype=torch.int64, device=x.device) if binned else None)
+        per_block = max(1, _BLOCK // (step * n))  # bin indices of at most _BLOCK values are held at a time
+        for b in range(0, len(chunks), per_block):
+            block = chunks[b: b + per_block]
+            index = self._index(block[-1].stop - block[0].start, x.device) if binned else None
+            run_split(block, lambda share: self._reduce(x, share, part, index, block[0].start), threads)
+            part.check(self.name, slice(b, b + per_block))  # before a NaN becomes a bin index
+            if index is not None:
+                run_split(index.groups, lambda share: self._count(share, part.counts), threads)
+        return part
+
+    def _reduce(self, x: torch.Tensor, chunks: Sequence[range], part: Partials, index: BinIndex | None,
+                first_row: int) -> None:
+        """Float32 partial sums and extremes of ``chunks`` of ``x`` into ``part``, bin indices into ``index``.
+
+        Writes only the slices of ``part`` and ``index`` that belong to these chunks (threads share them).
+        """
+        work = torch.empty((len(chunks[0]), self.n_neurons), dtype=torch.float32, device=x.device)
+        copy = None if x.dtype == torch.float32 else torch.empty_like(work)
+        for r in chunks:
+            i, m, c = r.start // part.step, len(r), x[r.start: r.stop]
+            if copy is not None:
+                c = copy[:m].copy_(c)
+            w, s = work[:m], part.sums[i]
+            centre = torch.sum(c, 0, out=part.centre[i]).div_(m)  # chunk-centred sums: exact variance
+            torch.sub(c, centre, out=w)
+            torch.sum(w, 0, out=s[0])  # ~0; makes the chunk's mean exact (shifted-data formula)
+            torch.sum(w.square_(), 0, out=s[1])
+            torch.sum(torch.abs(c, out=w), 0, out=s[2])
+            torch.sum(w.sqrt_(), 0, out=s[3])
+            torch.sum(torch.gt(c, 0, out=w), 0, out=s[4])
+            torch.amin(c, 0, out=part.low[i])  # amin/amax propagate NaN
+            torch.amax(c, 0, out=part.high[i])
+            if index is not None:
+                self._bin_index(c, w, index, r.start - first_row)
+
+    def _index(self, rows: int, device: torch.device) -> BinIndex:
+        """Empty bin-index storage for ``rows`` tokens (one allocation)."""
+        flat = torch.empty(rows * self.n_neurons, dtype=self._index_dtype, device=device)
+        full = self.n_neurons // _GROUP
+        main = flat[: full * rows * _GROUP].view(full, rows, _GROUP) if full else None
+        rest = flat[full * rows * _GROUP:].view(rows, -1) if full * _GROUP < self.n_neurons else None
+        groups = [(range(q * _GROUP, (q + 1) * _GROUP), main[q]) for q in range(full)] if main is not None else []
+        return BinIndex(main, rest, groups + ([(range(full * _GROUP, self.n_neurons), rest)] if rest is not None else []))
+
+    def _bin_index(self, c: torch.Tensor, work: torch.Tensor, index: BinIndex, row: int) -> None:
+        """Bin indices of the float32 rows ``c`` (``work``: scratch of its shape) into ``index`` from ``row``."""
+        m = c.shape[0]
+        pos = torch.sub(c, self._lo32, out=work).mul_(self._scale).clamp_(0, self.bins - 1)  # bin = (x - lo) * scale
+        if index.main is not None:
+            full = index.main.shape[0] * _GROUP
+            index.main[:, row: row + m].copy_(pos[:, :full].view(m, -1, _GROUP).transpose(0, 1)).add_(self._local)
+        if index.rest is not None:
+            width = index.rest.shape[1]
+            index.rest[row: row + m].copy_(pos[:, self.n_neurons - width:]).add_(self._local[:width])
+
+    def _count(self, groups: Sequence[tuple[range, torch.Tensor]], counts: torch.Tensor) -> None:
+        """Add the bin counts of column ``groups`` (from :meth:`_index`) to ``counts`` (flat ``[neuron * bins + bin]``)."""
+        b = self.bins
+        for cols, values in groups:
+            counts[cols.start * b: cols.stop * b] += torch.bincount(values.reshape(-1), minlength=len(cols) * b)
+
+    def _commit(self, part: Partials) -> None:
+        """Fold checked chunk partials into the float64 state (Chan et al. for mean and M2)."""
+        m = part.sizes[:, None]  # [k, 1] tokens per chunk
+        s = part.sums.double()
+        mu = part.centre.double().add_(s[:, 0] / m)  # chunk means
+        size, n0 = float(m.sum()), self.count
+        batch_mean = (mu * m).sum(0).div_(size)
+        batch_m2 = (s[:, 1] - s[:, 0].square() / m).sum(0).add_(((mu - batch_mean).square_() * m).sum(0))
+        n = n0 + int(size)
+        delta = batch_mean.sub_(self._mean)  # batch mean - running mean
+        self._mean.add_(delta, alpha=size / n)
+        self._m2.add_(batch_m2).add_(delta.square_(), alpha=n0 * size / n)
+        self._sum_abs += s[:, 2].sum(0)
+        self._sum_sqrt_abs += s[:, 3].sum(0)
+        self._n_pos += s[:, 4].sum(0)
+        torch.minimum(self._min, part.low.amin(0).double(), out=self._min)
+        torch.maximum(self._max, part.high.amax(0).double(), out=self._max)
+        if part.counts is not None:
+            self._hist += part.counts
+        elif self._lo is not None:  # one bin: every value lands in it
+            self._hist += int(size)
         self.count = n
+        self._updates += 1
 
-    def _bin(self, c: torch.Tensor, work: torch.Tensor) -> None:
-        """Add a float32 chunk ``[m, n_neurons]`` to the histogram (``work`` is scratch of the same shape)."""
-        pos = torch.sub(c, self._lo32, out=work).mul_(self._scale).clamp_(0, self.bins - 1)
-        flat = pos.to(torch.int32).add_(self._offsets)  # neuron * bins + bin
-        self._hist += torch.bincount(flat.view(-1), minlength=self._hist.numel())
-
-    def _fix_range(self) -> None:
-        """End the pilot: fix ``lo``/``hi`` from min/max seen so far and histogram the pilot's data."""
+    def _fix_range(self, x: torch.Tensor | None = None) -> None:
+        """End the pilot: fix ``lo``/``hi`` from min/max seen so far and histogram the pilot's data (and ``x``)."""
         span = self._max - self._min
         pad = _MARGIN * torch.where(span > 0, span, self._max.abs().clamp_min(1.0))
         lo = (self._min - pad).float().double()  # representable in float32, so x - lo is exact or nearly
         self._set_range(lo, self._max + pad)
-        for x in self._pilot_data:
-            for chunk in x.split(max(1, _CHUNK // self.n_neurons)):
-                c = chunk.float()
-                self._bin(c, torch.empty_like(c))
+        step = max(1, _CHUNK // self.n_neurons)
+        for data in [*self._pilot_data, *([] if x is None else [x])]:
+            if self.bins == 1:  # every value lands in the one bin
+                self._hist += data.shape[0]
+                continue
+            for block in ranges(data.shape[0], max(step, _BLOCK // self.n_neurons // step * step)):
+                index = self._index(len(block), data.device)
+                work = torch.empty((step, self.n_neurons), device=data.device)
+                for r in ranges(len(block), step):
+                    c = data[block.start + r.start: block.start + r.stop].float()
+                    self._bin_index(c, work[: len(r)], index, r.start)
+                self._count(index.groups, self._hist)
         self._pilot_data = []
 
     def _set_range(self, lo: torch.Tensor, hi: torch.Tensor) -> None:
         self._lo, self._hi = lo, hi
         self._lo32, self._scale = lo.float(), (self.bins / (hi - lo)).float()  # bin = (x - lo) * scale
-        self._offsets = torch.arange(self.n_neurons, dtype=torch.int32, device=lo.device) * self.bins
+        width = min(_GROUP, self.n_neurons)
+        self._index_dtype = torch.int16 if width * self.bins <= torch.iinfo(torch.int16).max else torch.int32
+        self._local = torch.arange(width, dtype=self._index_dtype, device=lo.device) * self.bins
 
     def _sample(self, x: torch.Tensor) -> None:
         """Reservoir sampling (algorithm R) of the rows of ``x`` ``[n, n_neurons]``, vectorised."""
@@ -209,7 +289,7 @@ class NeuronStats:
     # ----------------------------------------------------------------- reading
     def _checked(self, t: torch.Tensor) -> torch.Tensor:
         if self.count == 0:
-            raise ValueError(f"{_describe(self.name)}: zero tokens seen, no statistics to read.")
+            raise ValueError(f"{describe(self.name)}: zero tokens seen, no statistics to read.")
         return t
 
     def _ranged(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -329,12 +409,33 @@ class NeuronStats:
 
 
 def save_stats(stats: Mapping[str, NeuronStats], path: str | PathLike) -> None:
-    """Save ``{name: NeuronStats}`` (e.g. from :func:`collect_stats`) to one file with :func:`torch.save`."""
+    """Save ``{name: NeuronStats}`` (e.g. from :func:`collect_stats`) to one file with :func:`torch.save`.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> model = pp.load_model("tiny-llama")
+        >>> stats = pp.collect_stats(model, [model.to_tokens("Bees make honey.")], "mlp.pre_out", progress=False)
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "stats.pt"
+        >>> pp.save_stats(stats, path)
+        >>> again = pp.load_stats(path)
+        >>> list(again) == list(stats), torch.equal(again["blocks.1.mlp.pre_out"].peak, stats["blocks.1.mlp.pre_out"].peak)
+        (True, True)
+    """
     torch.save({name: s.to_dict() for name, s in stats.items()}, path)
 
 
 def load_stats(path: str | PathLike) -> dict[str, NeuronStats]:
-    """Load what :func:`save_stats` wrote (tensors on the CPU)."""
+    """Load what :func:`save_stats` wrote (tensors on the CPU).
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> s = pp.NeuronStats(3, name="blocks.0.mlp.pre_out")
+        >>> s.update(torch.arange(6.0).view(2, 3))
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "stats.pt"
+        >>> pp.save_stats({s.name: s}, path)
+        >>> pp.load_stats(path)["blocks.0.mlp.pre_out"].mean.tolist()
+        [1.5, 2.5, 3.5]
+    """
     return {name: NeuronStats.from_dict(d) for name, d in torch.load(path, map_location="cpu").items()}
 
 
@@ -362,18 +463,22 @@ def collect_stats(
 ) -> dict[str, NeuronStats]:
     """Run ``model`` over ``batches`` and collect :class:`NeuronStats` at every site of every layer.
 
+    Each batch runs through :meth:`HookedModel.run_body` up to the last requested layer: no head, no
+    logits, no later blocks (hooks already active on those layers do not run). Hooks active around the
+    call on the requested layers and earlier apply as in a full forward pass.
+
     Args:
         model: the model; its outputs are not changed.
         batches: token ids ``[batch, pos]``, pixel values ``[batch, channels, h, w]``, or dicts of model
-            inputs such as :meth:`HookedModel.to_tokens` returns. Positions where a dict's
-            ``attention_mask`` is 0 (padding) are left out of every statistic.
+            inputs such as :meth:`HookedModel.to_tokens` returns (other keys go to the model as they
+            are). Positions where a dict's ``attention_mask`` is 0 (padding) are left out of every statistic.
         sites: site names (see :data:`paragraph_planning.SITES`); attention pre-out neurons are
             numbered ``head * d_head + i``.
         layers: layer indices (default: all).
         bins, reservoir, seed: passed to each :class:`NeuronStats`.
         positions: only these sequence positions count (e.g. ``[0]``, a ViT's class token); default all.
         pilot_batches: batches whose per-neuron min/max fix the histogram range (their tokens are
-            counted too; their activations are held in memory until then).
+            counted too; the activations of all but the last are held in memory until then).
         progress: show a tqdm progress bar.
 
     Returns:
@@ -382,6 +487,15 @@ def collect_stats(
     Raises:
         UnknownHookError: unknown site or layer. NonFiniteActivationError: a NaN/inf activation.
         ValueError: the stream had zero (non-padding) tokens.
+
+    Example:
+        >>> model = pp.load_model("tiny-llama")
+        >>> batches = pp.token_batches("wiki-en", model.tokenizer, n_tokens=512, seq_len=64, batch_size=4)
+        >>> stats = pp.collect_stats(model, batches, sites="mlp.pre_out", progress=False)
+        >>> list(stats), stats["blocks.0.mlp.pre_out"].count
+        (['blocks.0.mlp.pre_out', 'blocks.1.mlp.pre_out'], 512)
+        >>> stats["blocks.0.mlp.pre_out"].mean_abs.shape
+        torch.Size([48])
     """
     stats = {  # hook_names raises on an unknown site or layer, listing the valid ones
         name: NeuronStats(model.cfg.n_neurons(site_of(name)), bins=bins, reservoir=reservoir,
@@ -403,6 +517,7 @@ def collect_stats(
     if not stats:
         raise ValueError("collect_stats needs at least one site and one layer.")
     first = next(iter(stats.values()))
+    last = max(model.parse(name)[0] for name in stats)
     with model.hooks([(name, hook_for(s)) for name, s in stats.items()]):
         for batch in bar:
             inputs = _model_inputs(batch, model.device)
@@ -410,7 +525,7 @@ def collect_stats(
             if mask is not None and positions is not None:
                 mask = mask[:, list(positions)]
             keep = None if mask is None else mask.reshape(-1).bool()
-            model(**inputs)
+            model.run_body(**inputs, last_layer=last)  # no head, no later blocks: statistics need no logits
             bar.set_postfix(tokens=first.count, refresh=False)
     if first.count == 0:
         raise ValueError("collect_stats saw zero tokens: `batches` was empty or entirely padding.")
@@ -422,6 +537,13 @@ def stats_frame(stats: Mapping[str, NeuronStats]) -> pd.DataFrame:
 
     ``layer`` and ``site`` are read from ``blocks.{i}.{site}`` names; other names give layer -1 and
     the name as site.
+
+    Example:
+        >>> model = pp.load_model("tiny-llama")
+        >>> stats = pp.collect_stats(model, [model.to_tokens("Bees make honey.")], "attn.pre_out", progress=False)
+        >>> df = pp.stats_frame(stats)
+        >>> len(df), df.columns[:6].tolist()  # 2 layers x 32 attention neurons
+        (64, ['layer', 'site', 'neuron', 'count', 'mean', 'var'])
     """
     frames = []
     for name, s in stats.items():

@@ -196,7 +196,12 @@ IMAGE_CORPORA: dict[str, str] = {
 
 
 def list_corpora() -> list[str]:
-    """Names of every corpus that loads without the network (text, then images)."""
+    """Names of every corpus that loads without the network (text, then images).
+
+    Example:
+        >>> pp.list_corpora()
+        ['wiki-en', 'wiki-fr', 'wiki-es', 'bbc', 'shakespeare', 'recipes', 'python-code', 'fashion-mnist', 'mnist']
+    """
     return [*CORPORA, *IMAGE_CORPORA]
 
 
@@ -259,6 +264,11 @@ def load_corpus(name: str, split: str = "train", **filters: str | Sequence[str])
     ``filters`` keep documents whose label column matches, e.g. ``topic="Physical sciences"`` or
     ``category=["sport", "tech"]``. Image names return what :mod:`paragraph_planning.data.images` gives.
     A hub id ``org/dataset`` goes to ``datasets.load_dataset(name, split=split, **filters)`` (online only).
+
+    Example:
+        >>> tech = pp.load_corpus("bbc", split="test", category="tech")
+        >>> tech.column_names, set(tech["category"])
+        (['id', 'text', 'title', 'category'], {'tech'})
     """
     if name in IMAGE_CORPORA:
         if filters:
@@ -337,6 +347,13 @@ def token_batches(
     needed are tokenised. ``n_batches = ceil(n_tokens / (batch_size * seq_len))``. Each row starts
     with bos when ``prepend_bos`` (default: when the tokenizer adds bos itself, e.g. Gemma).
     A corpus with too few tokens gives fewer batches with a warning; an empty one raises.
+
+    Example:
+        >>> tok = pp.load_model("tiny-llama").tokenizer
+        >>> pp.token_batches("wiki-en", tok, n_tokens=1_000, seq_len=64, batch_size=4).shape  # ceil(1000 / 256) batches
+        torch.Size([4, 4, 64])
+        >>> pp.token_batches("wiki-en", tok, n_tokens=256, seq_len=64, topic="Mathematics", split="test").shape
+        torch.Size([1, 8, 64])
     """
     for arg, value, low in (("n_tokens", n_tokens, 1), ("seq_len", seq_len, 2), ("batch_size", batch_size, 1)):
         if not isinstance(value, int) or value < low:

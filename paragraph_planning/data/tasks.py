@@ -52,6 +52,19 @@ class Task:
 
     ``family`` groups related tasks (wiki topics, BBC categories, clothing groups) for paper 3's
     within- versus between-family comparison. Image tasks filter the column ``"label"`` by class name.
+
+    Example:
+        >>> task = pp.Task.parse("wiki-en:!Mathematics")  # every English wiki topic but Mathematics
+        >>> task.kind, "Mathematics" in dict(task.filters)["topic"]
+        ('text', False)
+        >>> docs = task.documents("train", pool="forget")  # a datasets.Dataset
+        >>> "Mathematics" in set(docs["topic"])
+        False
+        >>> tok = pp.load_model("tiny-llama").tokenizer
+        >>> pp.token_batches(docs, tok, n_tokens=512, seq_len=64).shape
+        torch.Size([1, 8, 64])
+        >>> pp.Task.parse("fashion-mnist:Bag,Sneaker").classes
+        ('Sneaker', 'Bag')
     """
 
     name: str

@@ -13,83 +13,61 @@ method         replacement ``c`` of an ablated neuron
 ``median``     its median on the reservoir sample (a cheap baseline; optional)
 ``peak-kde``   the mode of a Gaussian KDE of the reservoir sample (optional)
 ``resample``   per position: the value the same neuron had at the same absolute position of another
-               input (random corpus text, random token ids, another image or random pixels); the
-               source's activations are recorded with ``model.record`` on a same-shaped input
+               input (random corpus text, random token ids, another image or random pixels)
 =============  ==============================================================================
 
-Subsets: each hook site (``blocks.{i}.attn.pre_out`` by default, optionally ``mlp.pre_out``) gets its
-own seeded random permutation of its neurons; at fraction ``f`` the first ``round(f·n)`` are ablated,
-so the subsets grow cumulatively without replacement, and for one seed every method ablates the
-same neurons (paired comparisons).
+Subsets: every evaluation unit (a row of tokens, an image) draws its own random order of each
+site's neurons (:func:`~.ablation_eval.unit_ranks`); at fraction ``f`` the first ``round(f·n)`` are
+ablated, so subsets grow cumulatively without replacement, and within a unit every method ablates
+the same neurons (paired comparisons). Units are therefore independent replicates of (input,
+subset, resample source), and intervals over units include both sources of noise.
 
-Example::
+One calling convention: frozen, validated configs and ``run_...(model, data, cfg)``, cached inside::
 
-    stats = reference_stats(model, batches, ["attn.pre_out"])          # mean, peak, reservoir
-    task = lm_task(token_batches("wiki-en", model.tokenizer, 4096, split="test"))
-    df = run_ablation(model, task, stats, methods=METHODS, fracs=step_fracs(0.1, 10), seeds=[0, 1, 2],
-                      resampler=Resampler("tokens", vocab_size=len(model.tokenizer)))
-    ranking(df, frac=0.5)
+    ref = reference_stats(model, batches, StatsConfig(sites=("attn.pre_out",)))
+    data = AblationData(lm_task(rows), ref, Resampler("tokens", vocab_size=len(model.tokenizer)))
+    df = run_ablation(model, data, AblationConfig(fracs=step_fracs(0.1, 10)))   # one row per unit and condition
 """
 from __future__ import annotations
 
-import math
-import zlib
+import functools
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Literal, Mapping, Sequence, get_args
 
 import numpy as np
 import pandas as pd
 import torch
 
+from ..cache import cached
 from ..core.architectures import layer_of, parse_name
-from ..core.evaluation import classification_metrics, evaluate_lm
 from ..core.hooks import HookedModel
-from ..core.interventions import mask_fn
 from ..core.peaks import hist_mode, kde_mode, skewness
 from ..core.statistics import NeuronStats, collect_stats
+from ..data.images import image_positions, pixel_processor
+from .ablation_eval import (
+    ALL_LAYERS,
+    EvalTask,
+    Resampler,
+    evaluate_units,
+    image_inputs,
+    image_task,
+    lm_task,
+    n_ablated,
+    tensor_digest,
+    text_inputs,
+    unit_ranks,
+)
 
 METHODS: tuple[str, ...] = ("zero", "mean", "peak", "resample")
 """The paper's four methods."""
 CONSTANT_METHODS: tuple[str, ...] = ("zero", "mean", "peak", "median", "peak-kde")
 """Methods whose replacement is one value per neuron."""
-RESAMPLE_SOURCES: tuple[str, ...] = ("corpus", "tokens", "images", "pixels")
-"""Where resampled activations come from: other text, random token ids, other images, random pixels."""
+ALL_METHODS: tuple[str, ...] = (*CONSTANT_METHODS, "resample")
+Positions = Literal["all", "cls"]
 
-
-# ============================================================================ subsets
-def _name_seed(seed: int, name: str) -> int:
-    return (int(seed) * 1_000_003 + zlib.crc32(name.encode())) % (2**63 - 1)
-
-
-def neuron_order(sizes: Mapping[str, int], seed: int) -> dict[str, torch.Tensor]:
-    """A seeded random permutation of each site's neurons (``{name: n_neurons}`` -> ``{name: perm}``).
-
-    Each site's generator is seeded from ``seed`` and the site's name, so adding or removing a
-    site leaves the others' orders unchanged.
-    """
-    return {name: torch.randperm(n, generator=torch.Generator().manual_seed(_name_seed(seed, name)))
-            for name, n in sizes.items()}
-
-
-def n_ablated(n: int, frac: float) -> int:
-    """Neurons ablated at fraction ``frac`` of ``n``: ``round(frac·n)``, clipped to ``[0, n]``."""
-    if not 0 <= frac <= 1 + 1e-9:
-        raise ValueError(f"frac must lie in [0, 1], got {frac}.")
-    return min(n, int(math.floor(frac * n + 0.5)))
-
-
-def keep_masks(order: Mapping[str, torch.Tensor], frac: float, names: Iterable[str] | None = None) -> dict[str, torch.Tensor]:
-    """Float keep-masks (1 keeps, 0 ablates) with the first ``round(frac·n)`` neurons of each order ablated.
-
-    ``names`` restricts ablation to some sites (the per-layer experiment); the others are left out.
-    """
-    out = {}
-    for name in (order if names is None else names):
-        perm = order[name]
-        keep = torch.ones(len(perm))
-        keep[perm[: n_ablated(len(perm), frac)]] = 0.0
-        out[name] = keep
-    return out
+__all__ = ["ALL_LAYERS", "METHODS", "CONSTANT_METHODS", "AblationConfig", "AblationData", "ReferenceStats",
+           "StatsConfig", "estimator_agreement", "image_data", "n_ablated", "peak_estimates", "reference_stats",
+           "replacement_values", "run_ablation", "step_fracs", "text_data"]
 
 
 def step_fracs(frac_step: float = 0.1, n_steps: int = 10) -> list[float]:
@@ -99,9 +77,51 @@ def step_fracs(frac_step: float = 0.1, n_steps: int = 10) -> list[float]:
     return sorted({round(min(1.0, frac_step * i), 9) for i in range(1, n_steps + 1)})
 
 
+def _check_choice(name: str, value: Any, valid: Sequence[Any]) -> None:
+    if value not in valid:
+        raise ValueError(f"Unknown {name} {value!r}. Valid: {', '.join(map(str, valid))}.")
+
+
+def _check_kde_bw(bw: str | float) -> None:
+    if not (bw in ("scott", "silverman") or (isinstance(bw, (int, float)) and not isinstance(bw, bool) and bw > 0)):
+        raise ValueError(f"kde_bw must be 'scott', 'silverman' or a positive number, got {bw!r}.")
+
+
+# ============================================================================ reference statistics
+@dataclass(frozen=True)
+class StatsConfig:
+    """How the reference statistics are collected.
+
+    ``sites``: the neuron sites ablated later (``attn.pre_out``, ``mlp.pre_out``); ``bins``: the
+    paper's histogram (100 bins, its peak is the fullest bin's centre); ``extra_bins``: histograms
+    with other bin counts from the same tokens; ``reservoir``: activations kept per neuron (a
+    uniform sample, for the KDE, the median and the skewness); ``positions``: image models only,
+    ``"all"`` (every token, matching ablation at every position; the default) or ``"cls"``.
+    """
+
+    sites: tuple[str, ...] = ("attn.pre_out",)
+    bins: int = 100
+    extra_bins: tuple[int, ...] = ()
+    reservoir: int = 2048
+    positions: Positions = "all"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sites", tuple(self.sites))
+        object.__setattr__(self, "extra_bins", tuple(int(b) for b in self.extra_bins))
+        for s in self.sites:
+            _check_choice("site", s, ("attn.pre_out", "mlp.pre_out"))
+        if not self.sites:
+            raise ValueError("sites is empty. Valid: attn.pre_out, mlp.pre_out.")
+        if self.bins < 2 or any(b < 2 for b in self.extra_bins) or self.reservoir < 0:
+            raise ValueError(f"Need bins >= 2, extra_bins >= 2 and reservoir >= 0, got {self.bins}, "
+                             f"{self.extra_bins}, {self.reservoir}.")
+        _check_choice("positions", self.positions, get_args(Positions))
+
+
 @dataclass
 class ReferenceStats:
-    """Statistics of the reference corpus: the paper's 100-bin :class:`NeuronStats` per site, plus
+    """Statistics of the reference data: the paper's 100-bin :class:`NeuronStats` per site, plus
     histograms with other bin counts from the same tokens (``extra[bins][name]``, no reservoir)."""
 
     stats: dict[str, NeuronStats]
@@ -118,25 +138,46 @@ class ReferenceStats:
         return cls({k: NeuronStats.from_dict(v) for k, v in d["stats"].items()},
                    {int(b): {k: NeuronStats.from_dict(v) for k, v in e.items()} for b, e in d["extra"].items()})
 
+    @functools.cached_property
+    def digest(self) -> str:
+        """A content hash of everything a replacement value depends on (cache keys)."""
+        return tensor_digest(*[t for s in self.stats.values() for t in (s.mean, s.hist, s.lo, s.hi, s.reservoir)])
 
-def reference_stats(model: HookedModel, batches: Iterable[torch.Tensor], sites: Sequence[str] = ("attn.pre_out",),
-                    *, bins: int = 100, extra_bins: Sequence[int] = (), reservoir: int = 2048, seed: int = 0,
+    @property
+    def sizes(self) -> dict[str, int]:
+        """Neurons per site."""
+        return {n: s.n_neurons for n, s in self.stats.items()}
+
+
+def reference_stats(model: HookedModel, batches: Sequence[torch.Tensor] | torch.Tensor, cfg: StatsConfig,
                     progress: bool = False) -> ReferenceStats:
-    """One pass over ``batches``: :func:`collect_stats` (``bins``, ``reservoir``) and extra-bin histograms."""
-    names = model.hook_names(sites)
-    extra = {int(b): {n: NeuronStats(model.cfg.n_neurons(model.parse(n)[1]), bins=int(b), reservoir=0, name=n)
-                      for n in names} for b in extra_bins if int(b) != bins}
+    """One pass over ``batches``: :func:`collect_stats` and the extra-bin histograms; cached by the
+    batches' content, ``cfg`` and the model."""
+    batches = list(batches)
+    if cfg.positions == "cls" and getattr(model.cfg, "kind", "") != "image":
+        raise ValueError("positions='cls' is for image models (a ViT's class token); use 'all' for language models.")
 
-    def feed(name: str) -> Callable[..., None]:
-        def fn(act: torch.Tensor, *, hook: Any) -> None:
-            x = act.detach().reshape(-1, model.cfg.n_neurons(hook.site))
-            for d in extra.values():
-                d[name].update(x)
-        return fn
+    def compute() -> dict[str, Any]:
+        names = model.hook_names(cfg.sites)
+        extra = {b: {n: NeuronStats(model.cfg.n_neurons(model.parse(n)[1]), bins=b, reservoir=0, name=n) for n in names}
+                 for b in cfg.extra_bins if b != cfg.bins}
+        pos = image_positions(cfg.positions) if getattr(model.cfg, "kind", "") == "image" else None
 
-    with model.hooks([(n, feed(n)) for n in names] if extra else []):
-        stats = collect_stats(model, batches, sites, bins=bins, reservoir=reservoir, seed=seed, progress=progress)
-    return ReferenceStats(stats, extra)
+        def feed(name: str) -> Callable[..., None]:
+            def fn(act: torch.Tensor, *, hook: Any) -> None:
+                a = act.detach() if pos is None else act.detach()[:, pos]
+                x = a.reshape(-1, model.cfg.n_neurons(hook.site))
+                for d in extra.values():
+                    d[name].update(x)
+            return fn
+
+        with model.hooks([(n, feed(n)) for n in names] if extra else []):
+            stats = collect_stats(model, batches, cfg.sites, bins=cfg.bins, reservoir=cfg.reservoir, seed=cfg.seed,
+                                  positions=pos, progress=progress)
+        return ReferenceStats(stats, extra).to_dict()
+
+    key = {"data": tensor_digest(*batches), "cfg": cfg}
+    return ReferenceStats.from_dict(cached("ablation-stats", key, compute, model=model))
 
 
 def peak_estimates(ref: ReferenceStats, sample_bins: Sequence[int] = (100,), kde: bool = True,
@@ -201,335 +242,131 @@ def replacement_values(ref: ReferenceStats | Mapping[str, NeuronStats], method: 
     return out
 
 
-# ============================================================================ evaluation tasks
-@dataclass
-class EvalTask:
-    """Inputs in chunks (one forward pass each) and how to score them.
+# ============================================================================ the experiment
+@dataclass(frozen=True)
+class AblationConfig:
+    """One ablation experiment.
 
-    ``kind="lm"``: ``chunks`` are token ids ``[rows, seq]``; metrics ``loss``, ``top1``, ``top10``
-    (next-token, via :func:`~paragraph_planning.core.evaluation.evaluate_lm`). ``kind="image"``: chunks are
-    pixels ``[b, c, h, w]`` with ``labels``; metrics ``loss``, ``top1``, ``top5``.
+    ``methods``: any of :data:`ALL_METHODS`; ``fracs``: ablated fractions of each site's neurons,
+    in (0, 1]; ``per_layer``: ablate one layer at a time (each of ``layers``, default all) instead of
+    every layer at once; ``seed``: the units' neuron orders and resample sources; ``kde_bw``: the
+    KDE bandwidth of ``peak-kde``; ``batch_size``: units per forward pass.
     """
 
-    kind: str
-    chunks: list[torch.Tensor]
-    labels: list[torch.Tensor] | None = None
-
-    @property
-    def n(self) -> int:
-        """Number of scored items (targets or images)."""
-        if self.kind == "lm":
-            return sum(c.shape[0] * (c.shape[1] - 1) for c in self.chunks)
-        return sum(c.shape[0] for c in self.chunks)
-
-
-def lm_task(batches: torch.Tensor, rows_per_chunk: int = 4) -> EvalTask:
-    """An LM task from token ids ``[n_batches, batch, seq]`` or ``[rows, seq]``."""
-    rows = batches.reshape(-1, batches.shape[-1])
-    return EvalTask("lm", list(rows.split(rows_per_chunk)))
-
-
-def image_task(pixels: torch.Tensor, labels: torch.Tensor, batch_size: int = 128) -> EvalTask:
-    """An image-classification task from pixels ``[n, c, h, w]`` and labels ``[n]``."""
-    return EvalTask("image", list(pixels.split(batch_size)), list(torch.as_tensor(labels).split(batch_size)))
-
-
-@torch.no_grad()
-def _score_chunk(model: HookedModel, task: EvalTask, i: int) -> dict[str, float]:
-    x = task.chunks[i]
-    if task.kind == "lm":
-        vocab = int(model.hf.get_output_embeddings().weight.shape[0])
-        # one micro-batch per chunk, so per-position resample values line up with the rows
-        r = evaluate_lm(model, x, skip_ids=torch.zeros(0, dtype=torch.long),
-                        max_logit_bytes=x.shape[0] * x.shape[1] * vocab * 4)
-        n = r["n_tokens"]
-        return {"loss": r["loss"] * n, "top1": r["top1"] * n, "top10": r["top10"] * n, "n": n}
-    m = classification_metrics(model(x), task.labels[i])  # type: ignore[index]
-    k = next(key for key in m if key not in ("top1", "loss"))
-    return {"loss": float(m["loss"].sum()), "top1": float(m["top1"].sum()), "top5": float(m[k].sum()), "n": len(m["loss"])}
-
-
-def evaluate_task(model: HookedModel, task: EvalTask,
-                  hooks_for: Callable[[int], list[tuple[str, Callable]]] | None = None) -> dict[str, float]:
-    """Mean metrics over every chunk; ``hooks_for(i)`` gives chunk ``i``'s hooks (None: clean model)."""
-    sums: dict[str, float] = {}
-    for i in range(len(task.chunks)):
-        with model.hooks(hooks_for(i) if hooks_for else []):
-            r = _score_chunk(model, task, i)
-        for k, v in r.items():
-            sums[k] = sums.get(k, 0.0) + v
-    n = sums.pop("n")
-    return {**{k: v / n for k, v in sums.items()}, "n": int(n)}
-
-
-# ============================================================================ resampling
-@dataclass
-class Resampler:
-    """Builds the source input whose activations replace the ablated ones, one per chunk.
-
-    ``source``: ``"corpus"``/``"images"`` draw rows of ``pool`` (token ids ``[R, seq]`` or pixels
-    ``[N, c, h, w]``) at random; ``"tokens"`` draws ids uniformly from ``[0, vocab_size)`` (a row
-    that starts with ``bos_id`` keeps it, so position 0 stays the attention sink); ``"pixels"``
-    draws uniform grey levels 0–255 on 28×28 and passes them through ``processor``.
-    """
-
-    source: str
-    pool: torch.Tensor | None = None
-    vocab_size: int | None = None
-    bos_id: int | None = None
-    processor: Callable[[Any], torch.Tensor] | None = None
+    methods: tuple[str, ...] = METHODS
+    fracs: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+    per_layer: bool = False
+    layers: tuple[int, ...] | None = None
+    seed: int = 0
+    kde_bw: str | float = "scott"
+    batch_size: int = 8
 
     def __post_init__(self) -> None:
-        if self.source not in RESAMPLE_SOURCES:
-            raise ValueError(f"Unknown resample source {self.source!r}. Valid: {', '.join(RESAMPLE_SOURCES)}.")
-        need = {"corpus": "pool", "images": "pool", "tokens": "vocab_size", "pixels": "processor"}[self.source]
-        if getattr(self, need) is None:
-            raise ValueError(f"Resample source {self.source!r} needs {need}.")
-
-    def inputs(self, like: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        """A source input shaped like ``like`` (the chunk being evaluated)."""
-        b = like.shape[0]
-        if self.source in ("corpus", "images"):
-            pool = self.pool  # type: ignore[assignment]
-            if pool.shape[1:] != like.shape[1:]:
-                raise ValueError(f"Resample pool rows {tuple(pool.shape[1:])} differ from inputs {tuple(like.shape[1:])}.")
-            return pool[torch.randperm(len(pool), generator=gen)[:b]] if len(pool) >= b else \
-                pool[torch.randint(len(pool), (b,), generator=gen)]
-        if self.source == "tokens":
-            ids = torch.randint(int(self.vocab_size), tuple(like.shape), generator=gen)  # type: ignore[arg-type]
-            if self.bos_id is not None:
-                ids[:, 0] = torch.where(like[:, 0] == self.bos_id, like[:, 0], ids[:, 0])
-            return ids
-        grey = torch.randint(0, 256, (b, 28, 28), generator=gen, dtype=torch.uint8)
-        return self.processor(grey)  # type: ignore[misc]
+        object.__setattr__(self, "methods", tuple(self.methods))
+        object.__setattr__(self, "fracs", tuple(sorted({round(float(f), 9) for f in self.fracs})))
+        if self.layers is not None:
+            object.__setattr__(self, "layers", tuple(int(x) for x in self.layers))
+        if not self.methods or len(set(self.methods)) != len(self.methods):
+            raise ValueError(f"methods must be distinct and not empty. Valid: {', '.join(ALL_METHODS)}.")
+        for m in self.methods:
+            _check_choice("method", m, ALL_METHODS)
+        if not self.fracs or not all(0 < f <= 1 for f in self.fracs):
+            raise ValueError(f"fracs must be fractions in (0, 1], got {self.fracs}.")
+        if self.layers is not None and (not self.per_layer or any(x < 0 for x in self.layers)):
+            raise ValueError("layers (>= 0) only go with per_layer=True.")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {self.batch_size!r}.")
+        _check_kde_bw(self.kde_bw)
 
 
-class SourceActivations:
-    """Clean-model activations of each chunk's resample source, at ``names``; kept in memory."""
+@dataclass(frozen=True)
+class AblationData:
+    """What an ablation run needs besides the model and the config: the evaluation units, the
+    reference statistics (which also name the ablated sites) and, for ``resample``, a
+    :class:`~.ablation_eval.Resampler`."""
 
-    def __init__(self, model: HookedModel, task: EvalTask, resampler: Resampler, names: Sequence[str], seed: int):
-        self.model, self.task, self.resampler, self.names, self.seed = model, task, resampler, list(names), seed
-        self._cache: dict[int, dict[str, torch.Tensor]] = {}
+    task: EvalTask
+    ref: ReferenceStats
+    resampler: Resampler | None = None
 
-    def __call__(self, i: int) -> dict[str, torch.Tensor]:
-        if i not in self._cache:
-            gen = torch.Generator().manual_seed(self.seed * 100_003 + i)
-            src = self.resampler.inputs(self.task.chunks[i], gen)
-            with self.model.record(self.names) as rec:
-                self.model(src)
-            self._cache[i] = {n: rec[n] for n in self.names}
-        return self._cache[i]
+    def head(self, n: int) -> "AblationData":
+        """The first ``n`` units only (their subsets and resample sources are the same as in the whole)."""
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}.")
+        t = self.task
+        return AblationData(EvalTask(t.kind, t.inputs[:n], None if t.labels is None else t.labels[:n]), self.ref,
+                            self.resampler)
 
-
-# ============================================================================ experiments
-def _hooks(keep: Mapping[str, torch.Tensor], values: Mapping[str, torch.Tensor]) -> list[tuple[str, Callable]]:
-    return [(n, mask_fn(k, values[n])) for n, k in keep.items() if bool((k < 1).any())]
-
-
-def _condition(model: HookedModel, task: EvalTask, keep: Mapping[str, torch.Tensor], method: str,
-               values: Mapping[str, Mapping[str, torch.Tensor]], source: SourceActivations | None) -> dict[str, float]:
-    if method == "resample":
-        return evaluate_task(model, task, lambda i: _hooks(keep, source(i)))  # type: ignore[misc]
-    return evaluate_task(model, task, lambda i: _hooks(keep, values[method]))
+    def key(self) -> dict[str, Any]:
+        """What the results depend on (cache keys)."""
+        return {"task": self.task.key(), "ref": self.ref.digest,
+                "resampler": None if self.resampler is None else self.resampler.key()}
 
 
-def _check_methods(methods: Sequence[str], resampler: Resampler | None) -> None:
-    bad = [m for m in methods if m not in (*CONSTANT_METHODS, "resample")]
-    if bad:
-        raise ValueError(f"Unknown method(s) {bad}. Valid: {', '.join((*CONSTANT_METHODS, 'resample'))}.")
-    if "resample" in methods and resampler is None:
-        raise ValueError("The resample method needs a Resampler.")
+def conditions(cfg: AblationConfig, layers: Sequence[int]) -> list[tuple[str, float, int]]:
+    """The ``(method, frac, layer)`` conditions of ``cfg`` (``layers``: the model's ablated layers)."""
+    scopes = [ALL_LAYERS] if not cfg.per_layer else list(cfg.layers if cfg.layers is not None else layers)
+    return [(m, f, layer) for layer in scopes for m in cfg.methods for f in cfg.fracs]
 
 
-def run_ablation(model: HookedModel, task: EvalTask, ref: ReferenceStats, *, methods: Sequence[str] = METHODS,
-                 fracs: Sequence[float] = (0.1, 0.2, 0.3, 0.4, 0.5), seeds: Sequence[int] = (0, 1, 2),
-                 resampler: Resampler | None = None, model_name: str | None = None, bw_method: str | float = "scott",
-                 progress: bool = False) -> pd.DataFrame:
-    """Ablate growing random subsets of every site in ``ref`` with each method; one row per condition.
+def run_ablation(model: HookedModel, data: AblationData, cfg: AblationConfig, progress: bool = False) -> pd.DataFrame:
+    """Ablate growing random subsets with each method; one row per (method, frac, layer, unit). Cached.
 
-    Columns: ``model, method, frac, seed, n_ablated`` (total over sites), the task's metrics, ``n``.
-    Fraction 0 (the clean model) is included once per method and seed.
+    Columns: ``model, method, frac, layer`` (:data:`ALL_LAYERS` = every layer), ``unit``, the unit's
+    metrics (``loss``, ``top1`` and ``top10`` or ``top5``), its clean metrics (``clean_loss``, ...),
+    ``n_ablated`` (neurons replaced over all ablated sites) and ``unit_size`` (scored targets per
+    unit). Fraction 0 (the clean model) is included for every method when every layer is ablated.
     """
-    _check_methods(methods, resampler)
-    names = list(ref.stats)
-    sizes = {n: ref.stats[n].n_neurons for n in names}
-    values = {m: replacement_values(ref, m, bw_method) for m in methods if m != "resample"}
-    clean = evaluate_task(model, task)
-    rows = []
-    from tqdm.auto import tqdm
+    if "resample" in cfg.methods and data.resampler is None:
+        raise ValueError("The resample method needs AblationData.resampler.")
+    sizes = data.ref.sizes
+    missing = [layer for layer in (cfg.layers or ()) if layer not in {layer_of(n) for n in sizes}]
+    if missing:
+        raise ValueError(f"layers {missing} have no ablated sites; valid: {sorted({layer_of(n) for n in sizes})}.")
 
-    bar = tqdm(total=len(seeds) * len(methods) * len(fracs), disable=not progress, desc=f"ablation {model_name or ''}")
-    for seed in seeds:
-        order = neuron_order(sizes, seed)
-        source = SourceActivations(model, task, resampler, names, seed) if "resample" in methods else None
-        for method in methods:
-            rows.append({"method": method, "frac": 0.0, "seed": seed, "n_ablated": 0, **clean})
-            for frac in fracs:
-                keep = keep_masks(order, frac)
-                r = _condition(model, task, keep, method, values, source)
-                rows.append({"method": method, "frac": float(frac), "seed": seed,
-                             "n_ablated": int(sum(int((k < 1).sum()) for k in keep.values())), **r})
-                bar.update(1)
-        del source
-    bar.close()
-    return pd.DataFrame(rows).assign(model=model_name or model.name)[["model", *rows[0]]]
+    def compute() -> pd.DataFrame:
+        values = {m: replacement_values(data.ref, m, cfg.kde_bw) for m in cfg.methods if m != "resample"}
+        ranks = unit_ranks(sizes, data.task.n_units, cfg.seed)
+        sources = data.resampler.sources(data.task, cfg.seed) if "resample" in cfg.methods else None  # type: ignore[union-attr]
+        conds = conditions(cfg, sorted({layer_of(n) for n in sizes}))
+        return evaluate_units(model, data.task, values, ranks, conds, sources, cfg.batch_size, progress)
 
-
-def run_per_layer(model: HookedModel, task: EvalTask, ref: ReferenceStats, *, frac: float = 0.5,
-                  methods: Sequence[str] = METHODS, seeds: Sequence[int] = (0,), resampler: Resampler | None = None,
-                  layers: Iterable[int] | None = None, model_name: str | None = None,
-                  bw_method: str | float = "scott", progress: bool = False) -> pd.DataFrame:
-    """Ablate ``frac`` of one layer's sites at a time; one row per (layer, method, seed), plus the clean score.
-
-    Columns: ``model, layer, method, frac, seed``, metrics, and ``damage`` (loss increase over the
-    clean model; for image tasks too, with ``top1_drop``).
-    """
-    _check_methods(methods, resampler)
-    names = list(ref.stats)
-    by_layer: dict[int, list[str]] = {}
-    for n in names:
-        by_layer.setdefault(layer_of(n), []).append(n)
-    wanted = sorted(by_layer) if layers is None else list(layers)
-    values = {m: replacement_values(ref, m, bw_method) for m in methods if m != "resample"}
-    clean = evaluate_task(model, task)
-    rows = []
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=len(seeds) * len(wanted) * len(methods), disable=not progress, desc="per layer")
-    for seed in seeds:
-        order = neuron_order({n: ref.stats[n].n_neurons for n in names}, seed)
-        # one clean recording of the sources per seed, shared by every layer
-        source = SourceActivations(model, task, resampler, names, seed) if "resample" in methods else None
-        for layer in wanted:
-            keep = keep_masks(order, frac, by_layer[layer])
-            for method in methods:
-                r = _condition(model, task, keep, method, values, source)
-                rows.append({"layer": layer, "method": method, "frac": frac, "seed": seed, **r})
-                bar.update(1)
-    bar.close()
-    df = pd.DataFrame(rows).assign(model=model_name or model.name)
-    df["damage"] = df["loss"] - clean["loss"]
-    df["top1_drop"] = clean["top1"] - df["top1"]
-    return df[["model", *[c for c in df.columns if c != "model"]]]
+    df = cached("ablation-units", {"data": data.key(), "cfg": cfg}, compute, model=model)
+    if not cfg.per_layer:
+        clean = df[df.method == df.method.iloc[0]].drop_duplicates("unit")
+        metrics = [c[len("clean_"):] for c in df.columns if c.startswith("clean_")]
+        zero = pd.concat([clean.assign(method=m, frac=0.0, **{k: clean[f"clean_{k}"] for k in metrics})
+                          for m in cfg.methods], ignore_index=True)
+        df = pd.concat([zero, df], ignore_index=True)
+    n_of = {layer: {n: s for n, s in sizes.items() if layer == ALL_LAYERS or layer_of(n) == layer}
+            for layer in df.layer.unique()}
+    df["n_ablated"] = [sum(n_ablated(s, f) for s in n_of[layer].values()) for f, layer in zip(df.frac, df.layer)]
+    df["unit_size"] = data.task.unit_size
+    df.insert(0, "model", model.name)
+    return df.sort_values(["layer", "method", "frac", "unit"], kind="stable").reset_index(drop=True)
 
 
-# ============================================================================ summaries
-def bands(df: pd.DataFrame, by: Sequence[str], value: str, z: float = 1.96) -> pd.DataFrame:
-    """Mean over seeds with a ``mean ± z·s.e.`` band (``lo``, ``hi``), ``sd`` and ``n`` per group."""
-    g = df.groupby(list(by), sort=True, observed=True)[value]
-    out = g.agg(mean="mean", sd="std", n="count").reset_index()
-    half = z * out["sd"].fillna(0.0) / np.sqrt(out["n"])
-    return out.assign(lo=out["mean"] - half, hi=out["mean"] + half)
+# ============================================================================ data for one model
+def text_data(model: HookedModel, stats_cfg: StatsConfig, *, ref_corpus: str = "wiki-en", eval_corpus: str = "wiki-en",
+              stat_tokens: int = 8192, eval_tokens: int = 8192, seq_len: int = 256, resample: str = "tokens",
+              seed: int = 0) -> AblationData:
+    """A language model's :class:`AblationData`: reference statistics from ``stat_tokens`` of
+    ``ref_corpus`` (train split), ``ceil(eval_tokens / seq_len)`` evaluation rows of ``eval_corpus``
+    (test split) as units, and a resampler (``"tokens"``: random ids; ``"corpus"``: reference rows)."""
+    _check_choice("resample source", resample, ("tokens", "corpus"))
+    inp = text_inputs(model, ref_corpus, eval_corpus, stat_tokens, eval_tokens, seq_len, seed)
+    tok = model.tokenizer
+    res = Resampler(resample, pool=inp["pool"], vocab_size=len(tok), bos_id=tok.bos_token_id)
+    return AblationData(lm_task(inp["eval"]), reference_stats(model, inp["reference"], stats_cfg), res)
 
 
-def with_damage(df: pd.DataFrame) -> pd.DataFrame:
-    """Adds ``damage`` (loss increase over the clean model) and ``top1_drop`` per model (and seed)."""
-    clean = df[df.frac == 0].groupby("model")[["loss", "top1"]].mean()
-    out = df.copy()
-    out["damage"] = out["loss"] - out["model"].map(clean["loss"])
-    out["top1_drop"] = out["model"].map(clean["top1"]) - out["top1"]
-    return out
-
-
-def nearest_frac(df: pd.DataFrame, frac: float) -> float:
-    """The measured fraction closest to ``frac``."""
-    fr = np.array(sorted(df.frac.unique()))
-    return float(fr[np.abs(fr - frac).argmin()])
-
-
-def ranking(df: pd.DataFrame, frac: float = 0.5, metric: str = "damage") -> pd.DataFrame:
-    """Methods ranked by ``metric`` (``damage`` = loss increase, or ``top1_drop``) at ``frac``, per model.
-
-    Columns: ``model, rank`` (1 = least damage), ``method, frac, mean, lo, hi`` (``mean ± 1.96·s.e.``
-    over seeds), ``n`` seeds.
-    """
-    df = with_damage(df) if metric in ("damage", "top1_drop") and metric not in df else df
-    parts = []
-    for model, part in df.groupby("model", sort=False):
-        f = nearest_frac(part, frac)
-        b = bands(part[np.isclose(part.frac, f)], ["method"], metric).sort_values("mean", kind="stable")
-        parts.append(b.assign(model=model, frac=f, rank=np.arange(1, len(b) + 1)))
-    return pd.concat(parts, ignore_index=True)[["model", "rank", "method", "frac", "mean", "lo", "hi", "n"]]
-
-
-def paired_difference(df: pd.DataFrame, a: str, b: str, frac: float = 0.5, metric: str = "damage") -> dict[str, float]:
-    """``metric(a) − metric(b)`` paired by seed at ``frac`` (one model): mean and a t-based 95 % interval."""
-    from scipy import stats as st
-
-    df = with_damage(df) if metric not in df else df
-    f = nearest_frac(df, frac)
-    at = df[np.isclose(df.frac, f)].pivot_table(index="seed", columns="method", values=metric)
-    d = (at[a] - at[b]).dropna().to_numpy()
-    mean = float(d.mean())
-    half = float(st.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
-    return {"a": a, "b": b, "frac": f, "diff": mean, "lo": mean - half, "hi": mean + half, "n": len(d)}
-
-
-def order_check(df: pd.DataFrame, frac: float = 0.5, metric: str = "damage") -> dict[str, Any]:
-    """Is ``peak ≤ mean ≤ zero`` in damage, and is resample the worst? For one model's runs.
-
-    Returns the paired differences (peak−mean, mean−zero, resample−worst other) with 95 % t-intervals,
-    and booleans on the seed means: ``peak_le_mean``, ``mean_le_zero``, ``resample_worst``, ``claim``
-    (all three), plus ``significant`` per comparison (its interval excludes 0).
-    """
-    r = ranking(df, frac, metric).set_index("method")["mean"]
-    out: dict[str, Any] = {"frac": nearest_frac(df, frac), "metric": metric}
-    pairs = []
-    if {"peak", "mean"} <= set(r.index):
-        out["peak_le_mean"] = bool(r["peak"] <= r["mean"])
-        pairs.append(("peak", "mean"))
-    if {"mean", "zero"} <= set(r.index):
-        out["mean_le_zero"] = bool(r["mean"] <= r["zero"])
-        pairs.append(("mean", "zero"))
-    if "resample" in r.index and len(r) > 1:
-        others = r.drop("resample")
-        out["resample_worst"] = bool(r["resample"] >= others.max())
-        pairs.append(("resample", str(others.idxmax())))
-    out["claim"] = all(out.get(k, False) for k in ("peak_le_mean", "mean_le_zero", "resample_worst"))
-    out["pairs"] = [paired_difference(df, a, b, frac, metric) for a, b in pairs]
-    for p in out["pairs"]:
-        p["significant"] = bool(p["lo"] > 0 or p["hi"] < 0)
-    return out
-
-
-def describe_order(df: pd.DataFrame, frac: float = 0.5, metric: str = "damage") -> str:
-    """A printable ranking and order check for each model in ``df``."""
-    unit = {"damage": "loss increase (nats)", "top1_drop": "top-1 drop"}.get(metric, metric)
-    lines = []
-    for model, part in df.groupby("model", sort=False):
-        rk = ranking(part, frac, metric)
-        chk = order_check(part, frac, metric)
-        lines.append(f"{model}: ranking at {chk['frac']:.0%} ablated, by {unit} (least damage first)")
-        for _, row in rk.iterrows():
-            lines.append(f"  {row['rank']}. {row['method']:<9} {row['mean']:+.4f}  [{row['lo']:+.4f}, {row['hi']:+.4f}]"
-                         f"  ({row['n']} seeds)")
-        yes = lambda b: "yes" if b else "NO"  # noqa: E731
-        lines.append(f"  peak <= mean: {yes(chk.get('peak_le_mean'))};  mean <= zero: {yes(chk.get('mean_le_zero'))};"
-                     f"  resample worst: {yes(chk.get('resample_worst'))}  ->  paper's ordering "
-                     f"{'holds' if chk['claim'] else 'does NOT hold'} here")
-        for p in chk["pairs"]:
-            lines.append(f"    {p['a']} - {p['b']}: {p['diff']:+.4f}  (95% t-interval over {p['n']} seeds "
-                         f"[{p['lo']:+.4f}, {p['hi']:+.4f}]; {'significant' if p['significant'] else 'within noise'})")
-    return "\n".join(lines)
-
-
-def winners(df: pd.DataFrame, metric: str = "damage") -> pd.DataFrame:
-    """Per model and ablated fraction: the least damaging method, the runner-up, and whether the gap is real.
-
-    Columns: ``model, frac, best, runner_up, best_mean, gap`` (runner-up minus best, paired over
-    seeds) ``gap_lo, gap_hi`` (95 % t-interval) and ``clear`` (the interval excludes 0).
-    """
-    df = with_damage(df) if metric not in df else df
-    rows = []
-    for model, part in df.groupby("model", sort=False):
-        for f in sorted(part.frac.unique()):
-            if f == 0:
-                continue
-            r = ranking(part, f, metric)
-            if len(r) < 2:
-                continue
-            p = paired_difference(part, r.method.iloc[1], r.method.iloc[0], f, metric)
-            rows.append({"model": model, "frac": f, "best": r.method.iloc[0], "runner_up": r.method.iloc[1],
-                         "best_mean": r["mean"].iloc[0], "gap": p["diff"], "gap_lo": p["lo"], "gap_hi": p["hi"],
-                         "clear": bool(p["lo"] > 0)})
-    return pd.DataFrame(rows)
+def image_data(model: HookedModel, stats_cfg: StatsConfig, *, source: str = "fashion-mnist", stat_images: int = 1024,
+               eval_images: int = 1000, resample: str = "pixels", batch_size: int = 128, seed: int = 0) -> AblationData:
+    """An image classifier's :class:`AblationData`: statistics from ``stat_images`` training images,
+    ``eval_images`` test images as units, and a resampler (``"pixels"``: random grey levels;
+    ``"images"``: the reference images)."""
+    _check_choice("resample source", resample, ("pixels", "images"))
+    ref_px, _ = image_inputs(model, source, stat_images, "train", seed)
+    px, labels = image_inputs(model, source, eval_images, "test", seed)
+    ref = reference_stats(model, list(ref_px.split(batch_size)), stats_cfg)
+    return AblationData(image_task(px, labels), ref, Resampler(resample, pool=ref_px, processor=pixel_processor(model)))

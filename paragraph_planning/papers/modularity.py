@@ -1,477 +1,464 @@
-"""Modularity (paper 3): do tasks own their neurons?
+"""Modularity (paper 3): do tasks own their neurons? Overlap of task neuron sets, with a null and a ceiling.
 
-For each *task* (a forget set: one wiki topic, one BBC category, Python code, ...; or one
-Fashion-MNIST class or group) we score every FF neuron (``mlp.pre_out``) with the selective-pruning
-``abs`` score, ``mean|x|(task) / (mean|x|(retain) + eps)``, one shot, and take the global top
-fraction as the task's neuron set. Then:
+For each *task* (one wiki topic, one BBC category, Python code, ...; or one Fashion-MNIST class
+or group) every FF neuron (``mlp.pre_out``) gets the selective-pruning ``abs`` score
+``mean|x|(task) / (mean|x|(retain) + eps)``, and the task's neuron set at fraction ``f`` is its
+top ``f`` of neurons: **global** over all layers (the paper's selection) or **per layer** (the
+top ``f`` of every layer, so no layer's scale dominates). Two sets of equal size ``k`` overlap
+by ``|A ∩ B| / k``.
 
-* :func:`overlap_table`: ``|A ∩ B| / k`` for every pair of tasks at several fractions (chance =
-  the fraction), for a model and its random-init twin;
-* :func:`cross_evaluation`: per task, the smallest pruning fraction that brings its own top-1 to
-  ``target`` × unpruned (binary search), then every task's top-1 ratio at that fraction;
-MoEfication lives in :mod:`.moefication`, the tasks and their documents in :mod:`.tasks`. Images:
-statistics per class on training images, a task's retain set is every other class; evaluation on
-test images.
+Random sets overlap by ``f``, but task sets are not random: every score is divided by the same
+noisy retain estimate, and neurons with small retain activity have noisy ratios whatever the
+task. So the overlap is read between two empirical references, built from the same
+statistics (:mod:`.modularity_stats`):
 
-Statistics, scores and clusterings are cached with :func:`paragraph_planning.cache.cached`.
+* **null**: pseudo-tasks, groups of retain-pool documents scored against the rest of the retain
+  pool exactly as real tasks are (for images: mixed-class images against all classes). They
+  differ from general text only by sampling noise, so their overlap is what shared noise and
+  scale give any two sets;
+* **ceiling**: the same task scored on two halves of its own documents (the split-half
+  overlap): what two samples of one task share.
+
+Every set in a comparison is built from the same number of documents: a task's overlap with
+another task is the mean over the four pairs of halves. Intervals come from a bootstrap over
+documents (whole blocks of documents or images resampled within each source, the same draws for
+a model and its random-init twin, so their comparison is paired).
 """
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
 from types import SimpleNamespace
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 
 from ..cache import cached
-from ..core.architectures import hook_name
-from ..core.clustering import off_diagonal, overlap_matrix, similarity_order, smallest_fraction, top_fraction, top_pairs
-from ..core.evaluation import classification_metrics
-from ..core.hooks import HookedModel
-from ..data.tasks import CHUNK_CHARS, RETAIN_CORPORA, Task, nested, retain_texts
+from ..core.inference import Finding, Interval, assess
+from ..core.pruning import DEFAULT_EPS, SCORES
+from ..data.tasks import Task, nested
+from .modularity_stats import SITE, ModelRef, SampleConfig, image_class_stats, text_reference_stats, text_task_stats
 
-SITE = "mlp.pre_out"
-Scores = dict[str, torch.Tensor]  # task name -> [n_layers, d_mlp] float64 scores
+Selection = Literal["global", "per-layer"]
+SELECTIONS: tuple[str, ...] = ("global", "per-layer")
+REFERENCE_WEIGHTS = "trained"
+"""The weights label the other labels' pair patterns are compared with."""
 
 
-# ============================================================================ models and statistics
-@dataclass
-class ModelRef:
-    """A model named by what identifies it (for cache keys), loaded on first :meth:`get` only."""
+@dataclass(frozen=True)
+class OverlapConfig:
+    """The overlap analysis: ``fracs`` (top fractions), ``ref_frac`` (the one the verdicts use),
+    ``selections`` (``"global"`` and/or ``"per-layer"``), ``n_boot`` bootstrap draws at ``level``,
+    and the statistics' :class:`SampleConfig`."""
 
-    name: str
-    random_init: bool = False
+    fracs: tuple[float, ...] = (0.01, 0.02, 0.05, 0.1)
+    ref_frac: float = 0.05
+    selections: tuple[str, ...] = SELECTIONS
+    n_boot: int = 1000
+    level: float = 0.95
     seed: int = 0
-    device: str | None = None
-    _model: HookedModel | None = field(default=None, init=False, repr=False, compare=False)
+    sample: SampleConfig = field(default_factory=SampleConfig)
 
-    def fingerprint(self) -> dict[str, Any]:
-        """The loaded model's fingerprint (what cache keys hold; loading takes seconds from the cache folder)."""
-        return self.get().fingerprint()
+    def __post_init__(self) -> None:
+        fracs = tuple(float(f) for f in self.fracs)
+        if not fracs or not all(0 < f < 1 for f in fracs):
+            raise ValueError(f"fracs must be fractions in (0, 1), got {self.fracs!r}.")
+        if not 0 < self.ref_frac < 1:
+            raise ValueError(f"ref_frac must be in (0, 1), got {self.ref_frac!r}.")
+        bad = [s for s in self.selections if s not in SELECTIONS]
+        if bad or not self.selections:
+            raise ValueError(f"Unknown selection {bad or self.selections!r}. Valid selections: {', '.join(SELECTIONS)}.")
+        if not isinstance(self.n_boot, int) or self.n_boot < 100:
+            raise ValueError(f"n_boot must be an integer >= 100, got {self.n_boot!r}.")
+        if not 0.5 <= self.level < 1:
+            raise ValueError(f"level must be in [0.5, 1), got {self.level!r}.")
+        if not isinstance(self.sample, SampleConfig):
+            raise ValueError(f"sample must be a SampleConfig, got {type(self.sample).__name__}.")
+        object.__setattr__(self, "fracs", fracs)
+        object.__setattr__(self, "selections", tuple(self.selections))
+
+
+# ============================================================================ the design: atoms -> sources
+@dataclass
+class Design:
+    """Block statistics of independent **atoms** (a task half, the retain reference, a pseudo-task,
+    a class half) and, per **source** (a neuron set to build), which atoms make its forget and its
+    retain side.
+
+    ``sums`` ``[atoms, blocks, neurons]`` (float32 sums of ``|x|``), ``counts`` ``[atoms, blocks]``
+    (tokens), ``docs`` ``[atoms, blocks]`` (documents or images), ``forget`` and ``retain``
+    ``[sources, atoms]`` (0/1), ``sources``: ``(kind, name, half)`` with kind ``"half"`` (a task
+    half), ``"null"`` (a pseudo-task) or ``"task"`` (a whole task, both halves); ``shape``:
+    ``(n_layers, d_mlp)``; ``tasks``: the tasks in order.
+    """
+
+    sums: torch.Tensor
+    counts: torch.Tensor
+    docs: torch.Tensor
+    forget: torch.Tensor
+    retain: torch.Tensor
+    sources: list[tuple[str, str, int]]
+    shape: tuple[int, int]
+    tasks: list[Task]
+
+    def rows(self, kind: str) -> list[int]:
+        return [i for i, s in enumerate(self.sources) if s[0] == kind]
+
+    def index(self, kind: str, name: str, half: int) -> int:
+        return self.sources.index((kind, name, half))
 
     @property
-    def label(self) -> str:
-        return "random init" if self.random_init else "trained"
+    def n_sets(self) -> int:
+        """Sources that the overlaps compare (task halves, then pseudo-tasks): the first ``n_sets`` rows."""
+        n = len(self.rows("half")) + len(self.rows("null"))
+        if sorted(self.rows("half") + self.rows("null")) != list(range(n)):
+            raise AssertionError("task halves and pseudo-tasks must be the first sources")
+        return n
 
-    def get(self) -> HookedModel:
-        if self._model is None:
-            from ..core.models import load_model
+    @property
+    def n_docs(self) -> int:
+        """Documents (or images) in all atoms."""
+        return int(self.docs.sum())
 
-            self._model = load_model(self.name, random_init=self.random_init, seed=self.seed, device=self.device)
-        return self._model
-
-
-def _mean_abs(model: HookedModel, batches: Any) -> dict[str, Any]:
-    """``{"mean_abs": [n_layers, d_mlp] float64, "count": tokens}`` of ``mlp.pre_out`` over ``batches``.
-
-    Token batches go in as ``{"input_ids", "logits_to_keep": 1}`` where the model takes it: the
-    statistics need no logits, and the unembedding is a quarter of SmolLM2's forward pass.
-    """
-    import inspect
-
-    from ..core.statistics import collect_stats
-
-    if model.cfg.kind == "causal-lm" and "logits_to_keep" in inspect.signature(model.hf.forward).parameters:
-        batches = [{"input_ids": b, "logits_to_keep": 1} for b in batches]
-    stats = collect_stats(model, batches, sites=(SITE,), bins=1, reservoir=0, progress=False)
-    names = model.hook_names(SITE)
-    return {"mean_abs": torch.stack([stats[n].mean_abs.cpu() for n in names]), "count": stats[names[0]].count}
+    def scores(self, weights: torch.Tensor | None = None, rows: Sequence[int] | None = None) -> torch.Tensor:
+        """``abs`` scores ``[sources, neurons]`` (float64) with block ``weights`` ``[atoms, blocks]`` (None: all once)."""
+        w = torch.ones_like(self.counts) if weights is None else weights.to(self.counts.dtype)
+        totals = torch.einsum("ab,abn->an", w.float(), self.sums).double()  # [atoms, neurons]
+        tokens = (w * self.counts).sum(1)  # [atoms]
+        f, r = (self.forget, self.retain) if rows is None else (self.forget[list(rows)], self.retain[list(rows)])
+        mean_f = (f @ totals) / (f @ tokens)[:, None]
+        mean_r = (r @ totals) / (r @ tokens)[:, None]
+        return SCORES["abs"](SimpleNamespace(mean_abs=mean_f), SimpleNamespace(mean_abs=mean_r), DEFAULT_EPS[SITE])
 
 
-def abs_scores(forget: torch.Tensor, retain: torch.Tensor) -> torch.Tensor:
-    """Selective-pruning ``abs`` scores ``[n_layers, n]`` from mean ``|x|`` of forget and retain ``[n_layers, n]``."""
-    from ..core.pruning import score_neurons
-
-    names = [hook_name(i, SITE) for i in range(forget.shape[0])]
-    wrap = lambda t: {n: SimpleNamespace(mean_abs=t[i]) for i, n in enumerate(names)}  # noqa: E731
-    scores = score_neurons(wrap(forget), wrap(retain), "abs")
-    return torch.stack([scores[n] for n in names])
+def _stack(parts: list[dict[str, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[int, int]]:
+    """Atoms from block statistics ``[halves, blocks, L, d]`` of several sources, halves as separate atoms."""
+    sums = torch.cat([p["sums"].flatten(0, 0) for p in parts])  # [atoms, blocks, L, d]
+    shape = tuple(sums.shape[-2:])
+    return (sums.flatten(2), torch.cat([p["counts"] for p in parts]), torch.cat([p["docs"] for p in parts]),
+            shape)  # type: ignore[return-value]
 
 
-def text_scores(ref: ModelRef, tasks: Sequence[Task], *, retain: Sequence[str] = RETAIN_CORPORA,
-                collect_tokens: int = 8192, retain_tokens: int | None = None, seq_len: int = 256,
-                batch_size: int = 8, seed: int = 0) -> Scores:
-    """Per text task, ``abs`` scores ``[n_layers, d_mlp]``; the retain statistics are collected once.
+def _design(atoms: list[str], parts: list[dict[str, torch.Tensor]], sources: list[tuple[str, str, int]],
+            forget: list[list[str]], retain: list[list[str]], tasks: list[Task]) -> Design:
+    sums, counts, docs, shape = _stack(parts)
+    if sums.shape[0] != len(atoms):
+        raise AssertionError("atoms and statistics disagree")
+    pos = {a: i for i, a in enumerate(atoms)}
 
-    Statistics are cached per task and per retain mix, so adding a task collects only that task.
-    """
-    from ..data.corpora import token_batches
+    def matrix(groups: list[list[str]]) -> torch.Tensor:
+        m = torch.zeros(len(groups), len(atoms), dtype=torch.float64)
+        for i, g in enumerate(groups):
+            m[i, [pos[a] for a in g]] = 1.0
+        return m
 
-    common = {"seq_len": seq_len, "batch_size": batch_size, "seed": seed, "chunk": CHUNK_CHARS}
+    return Design(sums, counts, docs, matrix(forget), matrix(retain), sources, shape, tasks)
 
-    def collect(ds: Any, n: int) -> dict[str, Any]:
-        model = ref.get()
-        return _mean_abs(model, token_batches(ds, model.tokenizer, n, seq_len, batch_size, seed=seed))
 
-    n_retain = retain_tokens or 2 * collect_tokens
-    r = cached("modularity-text-stats", {**common, "retain": list(retain), "n_tokens": n_retain},
-               lambda: collect(retain_texts(retain), n_retain), model=ref)
-    out = {}
-    for task in tasks:
-        f = cached("modularity-text-stats", {**common, "task": asdict(task), "n_tokens": collect_tokens},
-                   lambda task=task: collect(task.pieces("train", "forget"), collect_tokens), model=ref)
-        out[task.name] = abs_scores(f["mean_abs"], r["mean_abs"])
+def design_for(ref: ModelRef, tasks: Sequence[Task], cfg: SampleConfig) -> Design:
+    """The :class:`Design` of text or image ``tasks`` on one model (statistics cached per source)."""
+    tasks = list(tasks)
+    if not tasks:
+        raise ValueError("Need at least one task.")
+    kinds = {t.kind for t in tasks}
+    if len(kinds) != 1:
+        raise ValueError("Tasks must be all text or all image tasks.")
+    if len({t.name for t in tasks}) != len(tasks):
+        raise ValueError("Task names must be unique.")
+    sources = ([("half", t.name, h) for t in tasks for h in (0, 1)]
+               + [("null", f"null {j}", 0) for j in range(cfg.null_tasks)] + [("task", t.name, -1) for t in tasks])
+    nulls = [f"null {j}" for j in range(cfg.null_tasks)]
+    if kinds == {"text"}:
+        atoms = [f"{t.name}|{h}" for t in tasks for h in (0, 1)] + ["reference"] + nulls
+        per_task = [text_task_stats(ref, t, cfg) for t in tasks]
+        common = text_reference_stats(ref, cfg)
+        parts = [*per_task, common["reference"], common["null"]]
+        forget = ([[f"{t.name}|{h}"] for t in tasks for h in (0, 1)] + [[n] for n in nulls]
+                  + [[f"{t.name}|0", f"{t.name}|1"] for t in tasks])
+        retain = [["reference"]] * len(forget)
+    else:
+        stats = image_class_stats(ref, cfg)
+        classes = list(stats["classes"])
+        atoms = [f"{c}|{h}" for c in classes for h in (0, 1)] + nulls
+        parts = [*stats["classes"].values(), stats["null"]]
+        everything = [f"{c}|{h}" for c in classes for h in (0, 1)]
+
+        def others(t: Task) -> list[str]:
+            return [f"{c}|{h}" for c in classes if c not in t.classes for h in (0, 1)]
+
+        forget = ([[f"{c}|{h}" for c in t.classes] for t in tasks for h in (0, 1)] + [[n] for n in nulls]
+                  + [[f"{c}|{h}" for c in t.classes for h in (0, 1)] for t in tasks])
+        retain = [others(t) for t in tasks for _ in (0, 1)] + [everything] * len(nulls) + [others(t) for t in tasks]
+    return _design(atoms, parts, sources, forget, retain, tasks)
+
+
+def task_scores(design: Design) -> dict[str, torch.Tensor]:
+    """Whole-task scores ``{task: [n_layers, d_mlp]}`` (both halves), for pruning and clustering."""
+    rows = design.rows("task")
+    s = design.scores(rows=rows)
+    return {design.sources[i][1]: s[j].view(design.shape) for j, i in enumerate(rows)}
+
+
+def scores_for(ref: ModelRef, tasks: Sequence[Task], cfg: SampleConfig) -> dict[str, torch.Tensor]:
+    """Whole-task ``abs`` scores ``{task: [n_layers, d_mlp]}`` of one model (statistics cached per source)."""
+    return task_scores(design_for(ref, tasks, cfg))
+
+
+# ============================================================================ sets and overlaps
+def top_sets(scores: torch.Tensor, frac: float, selection: str, shape: tuple[int, int]) -> torch.Tensor:
+    """Boolean ``[sources, neurons]``: each row's top ``frac``, global or per layer (``shape`` = ``(layers, d)``)."""
+    n_src, n = scores.shape
+    out = torch.zeros(n_src, n, dtype=torch.bool)
+    if selection == "global":
+        k = int(frac * n)
+        if k < 1:
+            raise ValueError(f"frac={frac} selects no neuron out of {n}.")
+        out.scatter_(1, scores.topk(k, dim=1).indices, True)
+    elif selection == "per-layer":
+        k = int(frac * shape[1])
+        if k < 1:
+            raise ValueError(f"frac={frac} selects no neuron out of the {shape[1]} of a layer.")
+        per = out.view(n_src, *shape)
+        per.scatter_(2, scores.view(n_src, *shape).topk(k, dim=2).indices, True)
+    else:
+        raise ValueError(f"Unknown selection {selection!r}. Valid selections: {', '.join(SELECTIONS)}.")
     return out
 
 
-def class_images(split: str, per_class: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """``{class: uint8 [n, 28, 28]}``: up to ``per_class`` Fashion-MNIST images per class (seeded choice)."""
-    from ..data.images import FASHION_CLASSES, images_array, labels_array, load_fashion_mnist
-
-    ds = load_fashion_mnist(split)
-    images, labels = images_array(ds), labels_array(ds)
-    rng = np.random.default_rng(seed)
-    return {c: images[np.sort(rng.permutation(np.flatnonzero(labels == i))[:per_class])]
-            for i, c in enumerate(FASHION_CLASSES)}
+def overlaps(sets: torch.Tensor) -> torch.Tensor:
+    """``|A ∩ B| / k`` ``[sources, sources]`` for sets of equal size ``k`` (boolean ``[sources, neurons]``)."""
+    m = sets.float()
+    k = m.sum(1)
+    if not torch.all(k == k[0]) or k[0] == 0:
+        raise ValueError("Every set must hold the same, positive number of neurons.")
+    return (m @ m.T).double() / float(k[0])
 
 
-def image_scores(ref: ModelRef, tasks: Sequence[Task], *, images_per_class: int = 500, batch_size: int = 250,
-                 seed: int = 0) -> Scores:
-    """Per image task, ``abs`` scores ``[n_layers, d_mlp]``: the task's classes vs every other class.
+def _pair_masks(tasks: Sequence[Task]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Boolean ``[T, T]``: all different non-nested pairs, same family, different family."""
+    ok = np.array([[a.name != b.name and not nested(a, b) for b in tasks] for a in tasks])
+    same = np.array([[a.family == b.family for b in tasks] for a in tasks])
+    return ok, ok & same, ok & ~same
 
-    Statistics are collected once per class (training images); a task's forget and retain
-    statistics are token-weighted means over its classes and over the other classes.
+
+class _Reader:
+    """Reads the task × task cross, ceiling and null overlaps out of a sources × sources matrix."""
+
+    def __init__(self, design: Design):
+        names = [t.name for t in design.tasks]
+        self.h = np.array([[design.index("half", n, h) for h in (0, 1)] for n in names])  # [T, 2]
+        self.null = design.rows("null")
+        self.ok, self.within, self.between = _pair_masks(design.tasks)
+        self.iu = np.triu_indices(len(names), 1)
+
+    def cross(self, o: torch.Tensor) -> np.ndarray:
+        """``[T, T]``: mean overlap over the four pairs of halves of two tasks (diagonal: the ceiling)."""
+        o = o.numpy()
+        c = sum(o[np.ix_(self.h[:, i], self.h[:, j])] for i in (0, 1) for j in (0, 1)) / 4
+        c[np.diag_indices_from(c)] = o[self.h[:, 0], self.h[:, 1]]
+        return c
+
+    def null_pairs(self, o: torch.Tensor) -> np.ndarray:
+        i, j = np.triu_indices(len(self.null), 1)
+        return o.numpy()[np.array(self.null)[i], np.array(self.null)[j]]
+
+    def summary(self, o: torch.Tensor) -> dict[str, float]:
+        c = self.cross(o)
+        return {"null": float(self.null_pairs(o).mean()), "cross": float(c[self.ok].mean()),
+                "ceiling": float(np.diag(c).mean()),
+                "within": float(c[self.within].mean()) if self.within.any() else math.nan,
+                "between": float(c[self.between].mean()) if self.between.any() else math.nan}
+
+    def pattern(self, o: torch.Tensor) -> np.ndarray:
+        """The cross overlaps of the different non-nested pairs, upper triangle, in a fixed order."""
+        c = self.cross(o)
+        keep = self.ok[self.iu]
+        return c[self.iu][keep]
+
+
+# ============================================================================ run: point estimates
+def _designs(models: Mapping[str, ModelRef], tasks: Sequence[Task], cfg: OverlapConfig) -> dict[str, Design]:
+    return {w: design_for(ref, tasks, cfg.sample) for w, ref in models.items()}
+
+
+def run_overlap(models: Mapping[str, ModelRef], tasks: Sequence[Task], cfg: OverlapConfig) -> pd.DataFrame:
+    """Task × task overlaps for each weights label (e.g. trained, random init), selection and fraction.
+
+    One row per (``weights``, ``selection``, ``frac``, ``task_a``, ``task_b``): ``overlap`` (mean
+    over the four pairs of halves; on the diagonal, the split-half **ceiling**), ``null`` (the
+    mean overlap of the pseudo-tasks at that fraction), ``chance`` (``k / N``), ``relation``
+    (``"same task"``, ``"same family"``, ``"other family"`` or ``"nested"``).
     """
-    from ..data.images import pixel_processor
-
-    def compute() -> dict[str, dict[str, Any]]:
-        model = ref.get()
-        proc = pixel_processor(model)
-        out = {}
-        for c, imgs in class_images("train", images_per_class, seed).items():
-            out[c] = _mean_abs(model, [proc(imgs[i:i + batch_size]) for i in range(0, len(imgs), batch_size)])
-        return out
-
-    per_class = cached("modularity-image-stats", {"images_per_class": images_per_class, "seed": seed},
-                       compute, model=ref)
-
-    def pooled(classes: Sequence[str]) -> torch.Tensor:
-        n = torch.tensor([float(per_class[c]["count"]) for c in classes], dtype=torch.float64)
-        return torch.einsum("c,cln->ln", n / n.sum(), torch.stack([per_class[c]["mean_abs"] for c in classes]))
-
-    out = {}
-    for task in tasks:
-        others = [c for c in per_class if c not in task.classes]
-        out[task.name] = abs_scores(pooled(task.classes), pooled(others))
-    return out
-
-
-# ============================================================================ overlap
-def _layer_dict(s: torch.Tensor) -> dict[str, torch.Tensor]:
-    return {hook_name(i, SITE): s[i] for i in range(s.shape[0])}
-
-
-def overlap_table(scores: Mapping[str, Scores], fracs: Sequence[float]) -> pd.DataFrame:
-    """Long table of ``|A ∩ B| / k`` for ``{weights label: {task: scores}}`` at each fraction.
-
-    Columns: ``weights``, ``frac``, ``task_a``, ``task_b``, ``overlap``, ``count`` (``|A ∩ B|``),
-    ``k`` (set size), ``chance`` (= the fraction, the expected overlap of random sets).
-    """
+    designs = _designs(models, tasks, cfg)
     rows = []
-    for weights, by_task in scores.items():
-        for frac in fracs:
-            sets = {t: top_fraction(_layer_dict(s), frac) for t, s in by_task.items()}
-            m = overlap_matrix(sets)
-            n = next(iter(sets.values())).numel()
-            for a in m.index:
-                k = int(sets[a].sum())
-                for b in m.columns:
-                    rows.append({"weights": weights, "frac": float(frac), "task_a": a, "task_b": b,
-                                 "overlap": float(m.at[a, b]), "count": int(round(m.at[a, b] * k)), "k": k,
-                                 "chance": k / n})
+    for weights, d in designs.items():
+        reader = _Reader(d)
+        scores = d.scores(rows=range(len(d.sources)))
+        for selection in cfg.selections:
+            for frac in cfg.fracs:
+                o = overlaps(top_sets(scores, frac, selection, d.shape))
+                c, null = reader.cross(o), float(reader.null_pairs(o).mean())
+                k = int(frac * scores.shape[1]) if selection == "global" else d.shape[0] * int(frac * d.shape[1])
+                for i, a in enumerate(d.tasks):
+                    for j, b in enumerate(d.tasks):
+                        rel = ("same task" if i == j else "nested" if nested(a, b)
+                               else "same family" if a.family == b.family else "other family")
+                        rows.append({"weights": weights, "selection": selection, "frac": frac, "task_a": a.name,
+                                     "task_b": b.name, "overlap": float(c[i, j]), "null": null,
+                                     "chance": k / scores.shape[1], "relation": rel})
     return pd.DataFrame(rows)
 
 
-def overlap_matrix_of(table: pd.DataFrame, weights: str, frac: float) -> pd.DataFrame:
-    """The task × task matrix of one ``weights`` label and fraction from :func:`overlap_table`."""
-    part = table[(table.weights == weights) & np.isclose(table.frac, frac)]
+def overlap_matrix_of(table: pd.DataFrame, weights: str, frac: float, selection: str = "global") -> pd.DataFrame:
+    """The task × task matrix of one weights label, selection and fraction from :func:`run_overlap`."""
+    part = table[(table.weights == weights) & (table.selection == selection) & np.isclose(table.frac, frac)]
     if part.empty:
-        raise ValueError(f"No overlaps for weights={weights!r}, frac={frac}.")
+        raise ValueError(f"No overlaps for weights={weights!r}, selection={selection!r}, frac={frac}.")
     order = list(dict.fromkeys(part.task_a))
     return part.pivot(index="task_a", columns="task_b", values="overlap").loc[order, order]
 
 
-def _pair_masks(tasks: Sequence[Task], names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Boolean ``[n, n]`` masks over off-diagonal, non-nested pairs: same family, different family."""
-    by = {t.name: t for t in tasks}
-    ts = [by[n] for n in names]
-    same = np.array([[a.family == b.family for b in ts] for a in ts])
-    ok = ~np.eye(len(ts), dtype=bool) & ~np.array([[nested(a, b) for b in ts] for a in ts])
-    return same & ok, ~same & ok
+def task_order(table: pd.DataFrame, frac: float, weights: str = REFERENCE_WEIGHTS, selection: str = "global") -> list[str]:
+    """Tasks ordered so that tasks with overlapping neuron sets sit together (average linkage at ``frac``)."""
+    from ..core.clustering import similarity_order
+
+    return similarity_order(overlap_matrix_of(table, weights, frac, selection))
 
 
-def overlap_summary(table: pd.DataFrame, tasks: Sequence[Task]) -> pd.DataFrame:
-    """Per weights and fraction: mean off-diagonal overlap vs chance, within vs between families."""
-    rows = []
-    for (weights, frac), _ in table.groupby(["weights", "frac"], sort=False):
-        m = overlap_matrix_of(table, weights, frac)
-        off = off_diagonal(m)
-        within, between = _pair_masks(tasks, list(m.index))
-        chance = float(table[(table.weights == weights) & (table.frac == frac)].chance.iloc[0])
-        rows.append({"weights": weights, "frac": frac, "chance": chance, "mean_offdiag": off.mean(),
-                     "times_chance": off.mean() / chance, "max_offdiag": off.max(),
-                     "within_family": m.values[within].mean() if within.any() else math.nan,
-                     "between_family": m.values[between].mean() if between.any() else math.nan})
-    return pd.DataFrame(rows)
+# ============================================================================ run: bootstrap over documents
+STATISTICS: tuple[str, ...] = ("null", "cross", "ceiling", "within", "between", "rho")
 
 
-def pattern_correlation(table: pd.DataFrame, a: str = "trained", b: str = "random init") -> pd.DataFrame:
-    """Per fraction, the Spearman correlation of the pairwise overlaps of two weight labels."""
+def _boot_weights(design: Design, rng: np.random.Generator) -> torch.Tensor:
+    """Block weights ``[atoms, blocks]``: how often each block is drawn when resampling blocks within each atom."""
+    a, b = design.counts.shape
+    draws = rng.integers(0, b, size=(a, b))
+    return torch.from_numpy(np.stack([np.bincount(r, minlength=b) for r in draws])).double()
+
+
+def _replicate(designs: Mapping[str, Design], readers: Mapping[str, _Reader], weights: torch.Tensor | None,
+               cfg: OverlapConfig) -> list[dict[str, Any]]:
+    import warnings
+
     from scipy.stats import spearmanr
 
-    rows = []
-    for frac in sorted(table.frac.unique()):
-        ma, mb = overlap_matrix_of(table, a, frac), overlap_matrix_of(table, b, frac)
-        mb = mb.loc[ma.index, ma.columns]
-        iu = np.triu_indices(len(ma), 1)
-        rho = spearmanr(ma.values[iu], mb.values[iu]).statistic if len(iu[0]) > 2 else math.nan
-        rows.append({"frac": frac, "spearman": float(rho)})
-    return pd.DataFrame(rows)
-
-
-def overlap_top_pairs(table: pd.DataFrame, tasks: Sequence[Task], weights: str, frac: float, n: int = 5) -> pd.DataFrame:
-    """The ``n`` task pairs with the highest overlap (nested pairs, a class and its own group, left out)."""
-    m = overlap_matrix_of(table, weights, frac)
-    by = {t.name: t for t in tasks}
-    pairs = top_pairs(m, len(m) * len(m))
-    pairs = pairs[[not nested(by[a], by[b]) for a, b in zip(pairs.task_a, pairs.task_b)]].head(n)
-    return pairs.assign(times_chance=pairs.overlap / frac).reset_index(drop=True)
-
-
-def task_order(table: pd.DataFrame, weights: str = "trained", frac: float | None = None) -> list[str]:
-    """Tasks ordered so that tasks with overlapping neuron sets sit together (at ``frac``, default the median)."""
-    fracs = sorted(table.frac.unique())
-    return similarity_order(overlap_matrix_of(table, weights, fracs[len(fracs) // 2] if frac is None else frac))
-
-
-# ============================================================================ cross-evaluation
-Evaluate = Callable[[str | None, float, Sequence[str]], Mapping[str, float]]
-
-
-def cross_evaluation(tasks: Sequence[str], evaluate: Evaluate, *, target: float = 0.8, lo: float = 0.001,
-                     hi: float = 0.128, tol: float = 1.25) -> pd.DataFrame:
-    """Per task, the smallest fraction that brings its own metric to ``target`` × unpruned; then all tasks there.
-
-    ``evaluate(prune_for, frac, on)`` returns ``{task: metric}`` for the tasks ``on`` with the top
-    ``frac`` neurons of ``prune_for`` pruned (``None``/0: unpruned). The binary search
-    (:func:`~.clustering.smallest_fraction`) runs on ``log(frac)`` between ``lo`` and ``hi`` and
-    stops when the bracket's ratio is at most ``tol``, so small fractions are resolved as finely
-    as large ones. Returns one row per (``pruned_for``, ``evaluated_on``) with ``frac``,
-    ``reached`` (False: even ``hi`` did not get there), ``base``, ``pruned`` and ``ratio`` =
-    pruned / base (NaN where base is 0).
-    """
-    if not (0 < lo < hi and tol > 1):
-        raise ValueError(f"Need 0 < lo < hi and a relative tolerance tol > 1; got lo={lo}, hi={hi}, tol={tol}.")
-    tasks = list(tasks)
-    base = dict(evaluate(None, 0.0, tasks))
-    rows = []
-    for t in tasks:
-        memo: dict[float, float] = {}
-
-        def own(frac: float, t: str = t) -> float:
-            if frac not in memo:
-                memo[frac] = float(evaluate(t, frac, [t])[t])
-            return memo[frac] / base[t]
-
-        if not base[t] > 0:  # nothing to lose: no search
-            frac, reached, res = math.nan, False, {u: math.nan for u in tasks}
-        else:
-            u = smallest_fraction(lambda u: own(math.exp(u)), target, math.log(lo), math.log(hi), math.log(tol))
-            frac = math.exp(u)
-            reached = own(frac) <= target
-            res = dict(evaluate(t, frac, [u for u in tasks if u != t]))
-            res[t] = memo[frac]
-        for u in tasks:
-            b = base[u]
-            rows.append({"pruned_for": t, "evaluated_on": u, "frac": frac, "reached": reached, "base": b,
-                         "pruned": res[u], "ratio": res[u] / b if b > 0 else math.nan})
-    return pd.DataFrame(rows)
-
-
-def _masks(model: HookedModel, s: torch.Tensor, frac: float) -> Any:
-    from ..core.interventions import NeuronMasks
-    from ..core.pruning import select_top
-
-    sel = select_top(_layer_dict(s), frac)
-    return NeuronMasks(model).update({n: ~m for n, m in sel.items()})
-
-
-def eval_rows(task: Task, tokenizer: Any, n_tokens: int, seq_len: int, spread: int = 8, seed: int = 0) -> torch.Tensor:
-    """Test token rows ``[rows, seq_len]`` covering ``n_tokens``, every ``spread``-th row of a longer stream.
-
-    Consecutive rows would come from one or two documents; spacing them samples more of the task.
-    """
-    from ..data.corpora import token_batches
-
-    rows = token_batches(task.pieces("test"), tokenizer, n_tokens * spread, seq_len, 1, seed=seed)
-    rows = rows.reshape(-1, seq_len)
-    n = max(1, -(-n_tokens // seq_len))
-    return rows[torch.linspace(0, len(rows) - 1, n).round().long().unique()]
-
-
-def text_evaluator(ref: ModelRef, tasks: Sequence[Task], scores: Scores, *, eval_tokens: int = 256,
-                   seq_len: int = 64, seed: int = 0) -> Evaluate:
-    """``evaluate(prune_for, frac, on)`` → next-token top-1 on each task's test rows (:func:`eval_rows`)."""
-    from ..core.evaluation import evaluate_lm
-
-    model = ref.get()
-    by = {t.name: t for t in tasks}
-    batches: dict[str, torch.Tensor] = {}
-
-    def evaluate(prune_for: str | None, frac: float, on: Sequence[str]) -> dict[str, float]:
-        for u in on:
-            if u not in batches:
-                batches[u] = eval_rows(by[u], model.tokenizer, eval_tokens, seq_len, seed=seed)
-        if prune_for is None or frac <= 0:
-            return {u: evaluate_lm(model, batches[u])["top1"] for u in on}
-        with _masks(model, scores[prune_for], frac):
-            return {u: evaluate_lm(model, batches[u])["top1"] for u in on}
-
-    return evaluate
-
-
-def image_evaluator(ref: ModelRef, tasks: Sequence[Task], scores: Scores, *, eval_images: int = 200,
-                    seed: int = 0) -> Evaluate:
-    """``evaluate(prune_for, frac, on)`` → top-1 accuracy on each task's test images (each class run once)."""
-    from ..data.images import FASHION_CLASSES, pixel_processor
-
-    model = ref.get()
-    proc = pixel_processor(model)
-    imgs = class_images("test", eval_images, seed)
-    by = {t.name: t for t in tasks}
-
-    def run(classes: set[str]) -> dict[str, torch.Tensor]:
-        return {c: classification_metrics(model(proc(imgs[c])), torch.full((len(imgs[c]),), FASHION_CLASSES.index(c))
-                                          )["top1"].float() for c in classes}
-
-    def evaluate(prune_for: str | None, frac: float, on: Sequence[str]) -> dict[str, float]:
-        classes = {c for u in on for c in by[u].classes}
-        if prune_for is None or frac <= 0:
-            hits = run(classes)
-        else:
-            with _masks(model, scores[prune_for], frac):
-                hits = run(classes)
-        return {u: float(torch.cat([hits[c] for c in by[u].classes]).mean()) for u in on}
-
-    return evaluate
-
-
-def cross_evaluate(ref: ModelRef, tasks: Sequence[Task], scores: Scores, *, eval_size: int, target: float = 0.8,
-                   lo: float = 0.001, hi: float = 0.128, tol: float = 1.25, seq_len: int = 64,
-                   seed: int = 0) -> pd.DataFrame:
-    """Cached :func:`cross_evaluation` of a language model (``eval_size`` tokens per task) or image
-    classifier (``eval_size`` test images per class)."""
-    kind = tasks[0].kind
-    params = {"tasks": [asdict(t) for t in tasks], "eval_size": eval_size, "target": target, "lo": lo, "hi": hi,
-              "tol": tol, "seq_len": seq_len, "seed": seed,
-              "scores": torch.stack([scores[t.name] for t in tasks])}
-
-    def compute() -> pd.DataFrame:
-        if kind == "text":
-            ev = text_evaluator(ref, tasks, scores, eval_tokens=eval_size, seq_len=seq_len, seed=seed)
-        else:
-            ev = image_evaluator(ref, tasks, scores, eval_images=eval_size, seed=seed)
-        return cross_evaluation([t.name for t in tasks], ev, target=target, lo=lo, hi=hi, tol=tol)
-
-    return cached("modularity-cross-eval", params, compute, model=ref)
-
-
-def cross_summary(cross: pd.DataFrame) -> pd.DataFrame:
-    """Per pruned-for task: the fraction needed, its own ratio, and the other tasks' mean and worst ratio."""
-    rows = []
-    for t, part in cross.groupby("pruned_for", sort=False):
-        own = part[part.evaluated_on == t].iloc[0]
-        others = part[part.evaluated_on != t].dropna(subset=["ratio"])
-        worst = others.loc[others.ratio.idxmin()] if len(others) else None
-        rows.append({"pruned_for": t, "frac": own.frac, "reached": own.reached, "own_ratio": own.ratio,
-                     "others_mean_ratio": others.ratio.mean() if len(others) else math.nan,
-                     "most_hit": worst.evaluated_on if worst is not None else "",
-                     "most_hit_ratio": worst.ratio if worst is not None else math.nan})
-    return pd.DataFrame(rows)
-
-
-# ============================================================================ the paper's claims, checked
-def overlap_claims(summary: pd.DataFrame, corr: pd.DataFrame, frac: float, model: str) -> list[dict[str, str]]:
-    """Verdicts on the overlap claims at ``frac``, worded from the measured numbers."""
-    at = summary[np.isclose(summary.frac, frac)].set_index("weights")
-    tr, ri = at.loc["trained"], at.loc["random init"] if "random init" in at.index else None
-    rows = []
-    r = tr.times_chance
-    rows.append({"model": model, "claim": "task neuron sets overlap more than chance",
-                 "measured": f"mean off-diagonal overlap {tr.mean_offdiag:.3f} vs chance {tr.chance:.3f} ({r:.1f}×)",
-                 "verdict": "yes" if r >= 1.5 else "weakly" if r >= 1.1 else "no"})
-    w, b = tr.within_family, tr.between_family
-    rows.append({"model": model, "claim": "related tasks (same family) share more neurons",
-                 "measured": (f"within-family {w:.3f} vs between-family {b:.3f}" if not math.isnan(w)
-                              else "no family with 2+ tasks"),
-                 "verdict": "n/a" if math.isnan(w) or math.isnan(b) else "yes" if w >= 1.2 * b else
-                 "weakly" if w > b else "no"})
-    if ri is not None:
-        rho = float(corr.loc[np.isclose(corr.frac, frac), "spearman"].iloc[0])
-        share = (ri.times_chance - 1) / (r - 1) if r > 1 else math.nan
-        ct, cr = tr.within_family / tr.between_family, ri.within_family / ri.between_family
-        if ri.times_chance < 1.1 and not rho >= 0.3:
-            verdict = "no: random-init sets overlap at about chance, without the trained pattern"
-        elif share >= 0.9 and rho >= 0.7 and not cr < 0.8 * ct:
-            verdict = "yes, nearly all of it: the level, the pattern and the family structure"
-        else:
-            why = ["the overall excess over chance is there" if share >= 0.9 else f"{share:.0%} of the excess is there"]
-            if not rho >= 0.7:
-                why.append(f"the pair pattern differs (ρ = {rho:.2f})")
-            if cr < 0.8 * ct:
-                why.append("related tasks stand out less")
-            verdict = "partly: " + ", ".join(why)
-        rows.append({"model": model, "claim": "the overlap structure is partly present at random init",
-                     "measured": f"random init {ri.mean_offdiag:.3f} ({ri.times_chance:.1f}× chance, {share:.0%} of the "
-                                 f"trained excess); pair pattern vs trained: Spearman ρ = {rho:.2f}; within/between "
-                                 f"family {cr:.2f}× (trained {ct:.2f}×)",
-                     "verdict": verdict})
+    rows, patterns = [], {}
+    for w, d in designs.items():
+        n_sets = d.n_sets
+        scores = d.scores(weights, range(n_sets))  # the halves and the pseudo-tasks come first
+        for selection in cfg.selections:
+            o = overlaps(top_sets(scores, cfg.ref_frac, selection, d.shape))
+            row = {"weights": w, "selection": selection, **readers[w].summary(o), "rho": math.nan}
+            patterns[w, selection] = readers[w].pattern(o)
+            rows.append(row)
+    for row in rows:
+        ref = patterns.get((REFERENCE_WEIGHTS, row["selection"]))
+        mine = patterns[row["weights"], row["selection"]]
+        if row["weights"] != REFERENCE_WEIGHTS and ref is not None and len(mine) > 2:
+            with warnings.catch_warnings():  # a constant pattern has no correlation: NaN
+                warnings.simplefilter("ignore")
+                row["rho"] = float(spearmanr(ref, mine).statistic)
     return rows
 
 
-# ============================================================================ charts
-def overlap_chart(table: pd.DataFrame, order: Sequence[str], title: str = "", size: int = 300) -> Any:
-    """Task × task overlap heatmaps, trained and random init side by side, with a fraction menu.
+def run_overlap_bootstrap(models: Mapping[str, ModelRef], tasks: Sequence[Task], cfg: OverlapConfig) -> pd.DataFrame:
+    """Overlap statistics at ``cfg.ref_frac`` on the sample (``replicate`` −1) and on ``cfg.n_boot`` resamples.
 
-    Hover a cell for the two tasks, ``|A ∩ B|``, ``k`` and the overlap vs chance. The diagonal
-    (always 1) is left blank so the colour scale shows the off-diagonal range.
+    Columns: ``replicate``, ``weights``, ``selection``, ``null`` (mean pseudo-task overlap),
+    ``cross`` (mean overlap of different, non-nested tasks), ``ceiling`` (mean split-half overlap),
+    ``within`` / ``between`` (cross overlaps of tasks of the same / another family), ``rho``
+    (Spearman correlation of the pair overlaps with the trained model's, paired per draw), plus
+    ``n_docs`` and ``n_blocks``. Each draw resamples the blocks of every atom with replacement,
+    the same draw for every weights label (the same documents). Cached.
     """
-    import altair as alt
+    tasks = list(tasks)
 
-    df = table[table.task_a != table.task_b].copy()
-    df["times_chance"] = df.overlap / df.chance
-    fracs = sorted(float(f) for f in df.frac.unique())
-    pick = alt.param(name="frac_shown", value=fracs[len(fracs) // 2],
-                     bind=alt.binding_select(options=fracs, labels=[f"{f:.0%}" for f in fracs],
-                                             name="top fraction of neurons per task: "))
-    chart = alt.Chart(df).mark_rect().encode(
-        x=alt.X("task_b:N", sort=list(order), title=None),
-        y=alt.Y("task_a:N", sort=list(order), title=None),
-        color=alt.Color("overlap:Q", title="|A∩B| / k", scale=alt.Scale(scheme="viridis")),
-        tooltip=[alt.Tooltip("task_a:N", title="task A"), alt.Tooltip("task_b:N", title="task B"),
-                 alt.Tooltip("count:Q", title="|A∩B|"), alt.Tooltip("k:Q", title="k"),
-                 alt.Tooltip("overlap:Q", format=".3f"), alt.Tooltip("chance:Q", format=".3f"),
-                 alt.Tooltip("times_chance:Q", title="× chance", format=".2f")],
-    ).add_params(pick).transform_filter(alt.datum.frac == pick).properties(width=size, height=size)
-    weights = list(dict.fromkeys(df.weights))
-    return chart.facet(column=alt.Column("weights:N", sort=weights, title=None), title=title)
+    def compute() -> pd.DataFrame:
+        designs = _designs(models, tasks, cfg)
+        first = next(iter(designs.values()))
+        if any(d.counts.shape != first.counts.shape for d in designs.values()):
+            raise ValueError("The weights labels were sampled differently; they cannot be paired.")
+        readers = {w: _Reader(d) for w, d in designs.items()}
+        rng = np.random.default_rng(cfg.seed)
+        out = [dict(r, replicate=-1) for r in _replicate(designs, readers, None, cfg)]
+        for i in range(cfg.n_boot):
+            out += [dict(r, replicate=i) for r in _replicate(designs, readers, _boot_weights(first, rng), cfg)]
+        return pd.DataFrame(out).assign(n_docs=first.n_docs, n_blocks=int(first.counts.numel()))
+
+    params = {"tasks": [asdict(t) for t in tasks], "cfg": asdict(cfg), "weights": list(models)}
+    return cached("modularity-overlap-bootstrap", params, compute, model=list(models.values()))
 
 
-def cross_chart(cross: pd.DataFrame, order: Sequence[str], title: str = "", size: int = 340) -> Any:
-    """Heatmap of top-1 ratio (pruned / unpruned): rows = task pruned for, columns = task evaluated."""
-    import altair as alt
+def interval_of(boot: pd.DataFrame, expr: Any, level: float = 0.95, bounds: tuple[float, float] | None = None,
+                **where: Any) -> Interval:
+    """Interval of a statistic from the bootstrap draws of :func:`run_overlap_bootstrap`: estimate ± z · s.e.
 
-    df = cross.dropna(subset=["ratio"]).copy()
-    return alt.Chart(df, title=title).mark_rect().encode(
-        x=alt.X("evaluated_on:N", sort=list(order), title="evaluated on"),
-        y=alt.Y("pruned_for:N", sort=list(order), title="pruned for"),
-        color=alt.Color("ratio:Q", title="top-1 ratio", scale=alt.Scale(scheme="redyellowblue", domain=[0.5, 1.0],
-                                                                          clamp=True)),
-        tooltip=[alt.Tooltip("pruned_for:N", title="pruned for"), alt.Tooltip("evaluated_on:N", title="evaluated on"),
-                 alt.Tooltip("frac:Q", title="fraction pruned", format=".3f"),
-                 alt.Tooltip("base:Q", title="top-1 unpruned", format=".3f"),
-                 alt.Tooltip("pruned:Q", title="top-1 pruned", format=".3f"), alt.Tooltip("ratio:Q", format=".3f")],
-    ).properties(width=size, height=size)
+    The interval is centred on the estimate, with the standard deviation of the draws as the
+    standard error. Percentile intervals would be off-centre here: a resampled top-k set carries
+    the resampling noise on top of the sample's, so every overlap is lower in the draws than in the
+    sample (by about the same amount for the statistics compared, which are built from equally
+    many documents).
+
+
+    ``expr``: a column name or ``fn(frame) -> Series`` (e.g. ``lambda d: d.cross - d.null``),
+    evaluated on the rows matching ``where`` (e.g. ``weights="trained", selection="global"``);
+    the estimate is its value on the sample itself (replicate −1). ``bounds``: the statistic's
+    range (e.g. ``(-1, 1)`` for a correlation), to which the interval is clipped.
+    """
+    part = boot
+    for k, v in where.items():
+        part = part[part[k] == v]
+    if part.empty:
+        raise ValueError(f"No bootstrap rows for {where}.")
+    values = (part[expr] if isinstance(expr, str) else expr(part)).to_numpy(dtype=float)
+    rep = part.replicate.to_numpy()
+    est, draws = float(values[rep == -1][0]), values[rep >= 0]
+    draws = draws[np.isfinite(draws)]
+    n, blocks = int(part.n_docs.iloc[0]), int(part.n_blocks.iloc[0])
+    if len(draws) < 2 or not math.isfinite(est):
+        return Interval(est, math.nan, math.nan, level, n, math.nan, blocks, "document bootstrap (no interval)")
+    se = float(draws.std(ddof=1))
+    from scipy.stats import norm
+
+    half = float(norm.ppf(0.5 + level / 2)) * se
+    lo, hi = est - half, est + half
+    if bounds is not None:
+        lo, hi = max(lo, bounds[0]), min(hi, bounds[1])
+    return Interval(est, lo, hi, level, n, se, blocks, "document bootstrap (normal, s.e. of the draws)")
+
+
+# ============================================================================ the paper's claims, tested
+def overlap_findings(boot: pd.DataFrame, level: float = 0.95) -> list[tuple[str, str, Finding]]:
+    """The overlap claims as ``(weights, selection, Finding)``, each from a document-bootstrap interval.
+
+    For each selection: different tasks overlap more than pseudo-tasks (cross − null > 0); a task's
+    two halves overlap more than two tasks (ceiling − cross > 0: tasks have neurons of their own);
+    tasks of one family overlap more than tasks of different families (within − between > 0);
+    and for every other weights label (the random-init twin): its tasks overlap more than its own
+    pseudo-tasks, and its pair pattern follows the trained model's (Spearman ρ > 0).
+    """
+    out = []
+    weights = list(dict.fromkeys(boot.weights))
+    for selection in dict.fromkeys(boot.selection):
+        for w in weights:
+            def get(expr: Any) -> Interval:
+                bounds = (-1.0, 1.0) if expr == "rho" else None
+                return interval_of(boot, expr, level, bounds, weights=w, selection=selection)
+
+            tests = [("task neuron sets overlap more than pseudo-tasks' (the null)", lambda d: d.cross - d.null,
+                      "cross − null"),
+                     ("a task's two halves overlap more than two tasks (neurons of its own)", lambda d: d.ceiling - d.cross,
+                      "ceiling − cross")]
+            if w == REFERENCE_WEIGHTS:
+                tests.append(("related tasks (same family) share more neurons", lambda d: d.within - d.between,
+                              "within − between"))
+            else:
+                tests.append((f"{w}: the trained model's pair pattern persists", "rho", "Spearman ρ"))
+            for claim, expr, unit in tests:
+                iv = get(expr)
+                if not math.isfinite(iv.estimate):
+                    continue
+                out.append((w, selection, assess(claim, iv, unit=unit)))
+    return out

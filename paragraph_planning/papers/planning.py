@@ -1,23 +1,26 @@
 """Paragraph planning (paper 1): what the activations at the paragraph break know about paragraph 2.
 
-For each two-paragraph text (:mod:`paragraph_planning.data.paragraphs`) the activations at every token
-of the break are recorded at every layer, then written into a *neutral prompt* that holds only a
-break (tokenised like the original break, after an optional sink token such as BOS), and the model
-writes a paragraph from there. Conditions, all with the same sampling settings:
+For each two-paragraph text (:mod:`paragraph_planning.data.paragraph_texts`: several texts per
+prompt) the activations at every token of the break are recorded at every layer, then written into
+a *neutral prompt* that holds only a break (tokenised like the texts' break, after the texts'
+leading special token, the sink), and the model writes a paragraph from there. Conditions, all
+with the same sampling settings (:data:`CONDITIONS`):
 
 =================  ===========================================================================
 ``full``           regenerate paragraph 2 from the real part 1 (prompt, paragraph 1, break)
-``transferred``    neutral prompt + the break's activations patched in at every chosen layer
+``transferred``    neutral prompt + the text's own break activations patched in
+``same-prompt``    neutral prompt + the break of *another text of the same prompt* (same topics)
+``shuffled``       neutral prompt + the break of a text of *another topic category*
 ``neutral``        neutral prompt, nothing patched
-``neutral+K``      neutral prompt + the first K true tokens of paragraph 2 (given text is kept
-                   in the output), nothing patched: "how many tokens is the patch worth?"
-``shuffled``       as ``transferred``, but with the break activations of a *different* text
+``neutral+K``      neutral prompt + the first K true tokens of paragraph 2 (kept in the output)
 =================  ===========================================================================
 
-Metric: cosine distance between sentence embeddings of each output's first paragraph (the paper's
-truncation, :func:`~paragraph_planning.data.paragraphs.first_paragraph`) and the original paragraph 2,
-and topic retrieval (is the original's topic B the nearest of all topic names?).
+The differences between them separate what the break carries (:mod:`.planning_metrics`): a
+*format* state (any break written mid-answer: neutral vs shuffled), the *topic* (shuffled vs
+same-prompt) and a plan for *this* paragraph (same-prompt vs transferred).
 
+``run_planning(model, texts, cfg)`` returns the generations as a tidy table in the public format
+of :func:`~paragraph_planning.papers.planning_metrics.score_generations` (cached on disk).
 ``patch_site``: ``"resid"`` (= ``"resid_post"``) or ``"resid_pre"`` patch the residual stream of
 each chosen layer; ``"attn+mlp"`` patches ``attn.out`` and ``mlp.out`` (the paper's choice; with
 every layer patched, the break positions' residual stream equals the original at every layer).
@@ -27,51 +30,84 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import random
-from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, replace
+from typing import Callable, Iterator, Literal, Sequence, get_args
 
 import numpy as np
 import pandas as pd
 import torch
 
 from ..cache import cached
-from ..core import embedding
 from ..core.generation import generate_ids, pad_rows
 from ..core.hooks import HookedModel, HookPoint
 from ..core.interventions import patch_fn
-from ..data import paragraphs
-from ..data.paragraphs import Split, first_paragraph
+from ..data.paragraph_texts import TextSet
+from ..data.paragraphs import Split
+from ..util import unknown
 
 PATCH_SITES: dict[str, tuple[str, ...]] = {
     "resid": ("resid_post",), "resid_post": ("resid_post",), "resid_pre": ("resid_pre",),
     "attn+mlp": ("attn.out", "mlp.out"),
 }
 """``patch_site`` values -> the hook sites patched in each chosen layer."""
+PatchSite = Literal["resid", "resid_post", "resid_pre", "attn+mlp"]
 
-ORDER = ["full", "transferred", "shuffled", "neutral"]
+CONDITIONS = ("full", "transferred", "same-prompt", "shuffled", "neutral")
+"""The conditions of the decomposition (``neutral+K`` come from ``k_values``)."""
+PATCHED = ("transferred", "same-prompt", "shuffled")
+"""Conditions that patch a break into the neutral prompt (whose break: the text's own, another
+copy of the same prompt, a text of another topic category)."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class PlanningConfig:
-    """Sampling and patching settings shared by every condition (``asdict`` keys the disk cache)."""
+    """Sampling and patching settings shared by every condition (all fields key the disk cache).
+
+    ``conditions``: any of :data:`CONDITIONS`; ``k_values``: the ``neutral+K`` conditions (empty:
+    none); ``layers``: patched layers (None: all); ``scale``: the patch ``x + scale·(v − x)``;
+    ``neutral_prefix``: ``"auto"`` (the texts' leading special token), ``""`` (none) or a string.
+    """
 
     max_new_tokens: int = 48
     temperature: float = 0.3
     seed: int = 0
-    patch_site: str = "resid"
-    layers: list[int] | None = None  # None: every layer
+    patch_site: PatchSite = "resid"
+    layers: tuple[int, ...] | None = None
     scale: float = 1.0
-    k_values: list[int] = field(default_factory=lambda: [1, 2, 5, 10])
-    neutral_prefix: str = "auto"  # "auto": the texts' leading special token (BOS / chat start); "": none
+    conditions: tuple[str, ...] = CONDITIONS
+    k_values: tuple[int, ...] = (1, 2, 5, 10)
+    neutral_prefix: str = "auto"
     batch_size: int = 64
-    min_chars: int = 100  # truncation: first min_chars characters, then up to the next break
+
+    def __post_init__(self) -> None:
+        for name in ("layers", "conditions", "k_values"):
+            value = getattr(self, name)
+            if isinstance(value, list):
+                object.__setattr__(self, name, tuple(value))
+        if self.patch_site not in get_args(PatchSite):
+            raise ValueError(unknown("patch_site", self.patch_site, get_args(PatchSite)))
+        for c in self.conditions:
+            if c not in CONDITIONS:
+                raise ValueError(unknown("condition", c, CONDITIONS, " Use k_values for neutral+K."))
+        if self.max_new_tokens < 1 or self.batch_size < 1:
+            raise ValueError(f"max_new_tokens and batch_size must be >= 1, got {self.max_new_tokens}, {self.batch_size}.")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0 (0: greedy), got {self.temperature}.")
+        if any(k < 1 for k in self.k_values):
+            raise ValueError(f"k_values must be >= 1, got {list(self.k_values)}.")
+        if self.layers is not None and (not self.layers or min(self.layers) < 0):
+            raise ValueError(f"layers must be None (all) or non-negative layer indices, got {self.layers}.")
+
+    @property
+    def all_conditions(self) -> list[str]:
+        return [*self.conditions, *(f"neutral+{k}" for k in self.k_values)]
 
 
 def texts_key(splits: Sequence[Split]) -> str:
     """A short hash of the texts' token ids (identifies a text set in cache keys)."""
     h = hashlib.sha256()
     for s in splits:
-        h.update(np.asarray(s.ids, dtype=np.int64).tobytes() + b"|")
+        h.update(np.asarray(s.ids, dtype=np.int64).tobytes() + b"|" + bytes(str(s.break_pos), "ascii"))
     return h.hexdigest()[:16]
 
 
@@ -79,16 +115,16 @@ def texts_key(splits: Sequence[Split]) -> str:
 def site_names(model: HookedModel, patch_site: str = "resid", layers: Sequence[int] | None = None) -> list[str]:
     """Hook names patched for ``patch_site`` at ``layers`` (None: all)."""
     if patch_site not in PATCH_SITES:
-        raise ValueError(f"Unknown patch_site {patch_site!r}; use one of {', '.join(PATCH_SITES)}.")
+        raise ValueError(unknown("patch_site", patch_site, PATCH_SITES))
     return model.hook_names(PATCH_SITES[patch_site], layers)
 
 
 @torch.no_grad()
 def break_activations(model: HookedModel, splits: Sequence[Split], names: Sequence[str],
-                      batch_size: int = 8) -> dict[str, torch.Tensor]:
+                      batch_size: int = 16) -> dict[str, torch.Tensor]:
     """Activations ``[n_texts, n_break_tokens, *site]`` at every break token, for each hook name.
 
-    Runs part 1 of each text (right-padded, so positions are absolute); the break is its end.
+    Runs part 1 of each text (right-padded, so positions are absolute; no KV cache); the break is its end.
     """
     if len({len(s.break_pos) for s in splits}) != 1:
         raise ValueError("All texts must have breaks of the same number of tokens (see split_texts).")
@@ -106,15 +142,16 @@ def break_activations(model: HookedModel, splits: Sequence[Split], names: Sequen
             return fn
 
         with model.hooks([(n, grab(n)) for n in names]):
-            model.hf(input_ids=ids, attention_mask=mask)
+            model.hf(input_ids=ids, attention_mask=mask, use_cache=False, logits_to_keep=1)
     return {n: torch.cat(v) for n, v in out.items()}
 
 
-def neutral_rows(splits: Sequence[Split], prefix: str = "auto", tokenizer: Any = None, k: int = 0) -> list[list[int]]:
+def neutral_rows(splits: Sequence[Split], prefix: str = "auto", tokenizer: object = None, k: int = 0) -> list[list[int]]:
     """Neutral prompts: sink prefix + the text's break tokens + its first ``k`` paragraph-2 tokens.
 
-    ``prefix="auto"``: the texts' leading special token (Gemma's BOS, SmolLM2's chat start; none for
-    tokenizers that add none); ``""``: nothing; any other string is tokenised without special tokens.
+    ``prefix="auto"``: the texts' leading special token (Gemma's BOS, the chat start of SmolLM2 and
+    Qwen; none for tokenizers that add none); ``""``: nothing; any other string is tokenised
+    without special tokens.
     """
     if prefix == "auto":
         return [list(s.prefix_ids) + list(s.break_ids) + s.para2_ids[:k] for s in splits]
@@ -124,9 +161,9 @@ def neutral_rows(splits: Sequence[Split], prefix: str = "auto", tokenizer: Any =
 
 def patch_hooks(values: dict[str, torch.Tensor], scale: float = 1.0,
                 order: Sequence[int] | None = None) -> Callable[[slice], list]:
-    """Hook factory for :func:`~paragraph_planning.data.paragraphs.generate_ids`: each batch gets
-    :func:`~paragraph_planning.core.interventions.patch_fn` at the last ``k`` prompt positions with its rows'
-    values (``order``: row ``i`` takes text ``order[i]``'s values, for the shuffled control)."""
+    """Hook factory for :func:`~paragraph_planning.core.generation.generate_ids`: each batch gets
+    :func:`~paragraph_planning.core.interventions.patch_fn` at the last ``k`` prompt positions with its
+    rows' values (``order``: row ``i`` takes text ``order[i]``'s values, e.g. another text's break)."""
     k = next(iter(values.values())).shape[1]
     positions = list(range(-k, 0))
 
@@ -140,9 +177,9 @@ def patch_hooks(values: dict[str, torch.Tensor], scale: float = 1.0,
 
 
 def derangement(n: int, seed: int = 0) -> list[int]:
-    """A seeded permutation with no fixed point (every text gets another text's break)."""
+    """A seeded permutation with no fixed point (every item gets another item)."""
     if n < 2:
-        raise ValueError("The shuffled control needs at least two texts.")
+        raise ValueError("A derangement needs at least two items.")
     rng = random.Random(seed)
     while True:
         p = list(range(n))
@@ -151,160 +188,171 @@ def derangement(n: int, seed: int = 0) -> list[int]:
             return p
 
 
+def donors(texts: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """Whose break each text receives in the controls (row indices of ``texts``).
+
+    ``same-prompt``: another copy of the same prompt (a seeded derangement within each prompt, so
+    every copy donates once); ``shuffled``: a text of a prompt that shares no topic category with
+    the recipient's (columns ``category_a``, ``category_b``; without them, any other prompt),
+    drawn uniformly. A text whose prompt has one copy gets -1 for ``same-prompt``.
+    """
+    rng = random.Random(seed)
+    prompt = texts["prompt_id"].to_numpy()
+    same = np.full(len(texts), -1)
+    for p in dict.fromkeys(prompt.tolist()):
+        members = np.flatnonzero(prompt == p)
+        if len(members) >= 2:
+            same[members] = members[derangement(len(members), rng.randrange(2**31))]
+    if {"category_a", "category_b"} <= set(texts.columns):
+        cats = [{a, b} for a, b in zip(texts["category_a"], texts["category_b"])]
+    else:
+        cats = [{p} for p in prompt]
+    shuffled = np.empty(len(texts), dtype=int)
+    for i in range(len(texts)):
+        pool = [j for j in range(len(texts)) if prompt[j] != prompt[i] and not (cats[j] & cats[i])]
+        if not pool:
+            raise ValueError(f"Text {i} has no text of another topic category to take a break from: the shuffled "
+                             "control needs prompts whose topic categories differ.")
+        shuffled[i] = rng.choice(pool)
+    return pd.DataFrame({"transferred": np.arange(len(texts)), "same-prompt": same, "shuffled": shuffled})
+
+
 # ----------------------------------------------------------------------------- conditions
-def generate_conditions(model: HookedModel, splits: Sequence[Split], cfg: PlanningConfig,
-                        conditions: Sequence[str] | None = None) -> pd.DataFrame:
-    """Generate paragraph 2 under every condition; tidy rows ``text, condition, k, output``."""
-    conditions = list(conditions or [*ORDER, *(f"neutral+{k}" for k in cfg.k_values)])
-    gen = dict(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, seed=cfg.seed,
-               batch_size=cfg.batch_size)
-    values = None
-    if {"transferred", "shuffled"} & set(conditions):
-        names = site_names(model, cfg.patch_site, cfg.layers)
-        values = break_activations(model, splits, names)
+def generate_conditions(model: HookedModel, ts: TextSet, cfg: PlanningConfig) -> pd.DataFrame:
+    """Generate paragraph 2 under every condition of ``cfg``; rows ``text, condition, k, donor, output``.
+
+    The patched conditions share one generation call (their prompts are the same neutral prompt,
+    only the patched values differ), so batches are full.
+    """
+    splits = ts.splits
+    gen = dict(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, batch_size=cfg.batch_size)
     neutral = neutral_rows(splits, cfg.neutral_prefix, model.tokenizer)
-    rows = []
-    for cond in conditions:
-        k = 0
+    n = len(splits)
+    rows: list[dict] = []
+
+    def add(cond: str, outs: Sequence[str], donor: Sequence[int], k: int = 0) -> None:
+        rows.extend({"text": i, "condition": cond, "k": k, "donor": int(d), "output": o}
+                    for i, (o, d) in enumerate(zip(outs, donor)))
+
+    for s, cond in enumerate(cfg.conditions):
+        seed = cfg.seed + 1000 * s
         if cond == "full":
-            outs = generate_ids(model, [s.part1 for s in splits], **gen)
-        elif cond == "transferred":
-            outs = generate_ids(model, neutral, hooks=patch_hooks(values, cfg.scale), **gen)
-        elif cond == "shuffled":
-            order = derangement(len(splits), cfg.seed)
-            outs = generate_ids(model, neutral, hooks=patch_hooks(values, cfg.scale, order), **gen)
+            add(cond, generate_ids(model, [s_.part1 for s_ in splits], seed=seed, **gen), range(n))
         elif cond == "neutral":
-            outs = generate_ids(model, neutral, **gen)
-        elif cond.startswith("neutral+"):
-            k = int(cond.split("+")[1])
-            prompts = neutral_rows(splits, cfg.neutral_prefix, model.tokenizer, k)
-            given = [model.tokenizer.decode(s.para2_ids[:k], skip_special_tokens=True) for s in splits]
-            outs = [g + o for g, o in zip(given, generate_ids(model, prompts, **gen))]
-        else:
-            raise ValueError(f"Unknown condition {cond!r}; use {', '.join(ORDER)} or 'neutral+K'.")
-        rows += [{"text": i, "condition": cond, "k": k, "output": o} for i, o in enumerate(outs)]
+            add(cond, generate_ids(model, neutral, seed=seed, **gen), [-1] * n)
+    patched = [c for c in cfg.conditions if c in PATCHED]
+    if patched:
+        who = donors(ts.texts, cfg.seed)
+        if "same-prompt" in patched and (who["same-prompt"] < 0).any():
+            raise ValueError("The same-prompt control needs at least two texts of every prompt (copies >= 2).")
+        values = break_activations(model, splits, site_names(model, cfg.patch_site, cfg.layers))
+        order = np.concatenate([who[c].to_numpy() for c in patched]).tolist()
+        outs = generate_ids(model, neutral * len(patched), seed=cfg.seed + 1, hooks=patch_hooks(values, cfg.scale, order),
+                            **gen)
+        for j, c in enumerate(patched):
+            add(c, outs[j * n:(j + 1) * n], order[j * n:(j + 1) * n])
+    for k in cfg.k_values:
+        prompts = neutral_rows(splits, cfg.neutral_prefix, model.tokenizer, k)
+        given = [model.tokenizer.decode(s.para2_ids[:k], skip_special_tokens=True) for s in splits]
+        outs = generate_ids(model, prompts, seed=cfg.seed + 2 + k, **gen)
+        add(f"neutral+{k}", [g + o for g, o in zip(given, outs)], [-1] * n, k)
     return pd.DataFrame(rows)
 
 
-def run_conditions(model: HookedModel, ts: paragraphs.TextSet, cfg: PlanningConfig,
-                   conditions: Sequence[str] | None = None, embedder: str = "all-MiniLM-L6-v2",
-                   device: str = "cpu") -> pd.DataFrame:
-    """:func:`generate_conditions` (disk-cached by model, texts and settings), then :func:`score`."""
-    params = dict(texts=texts_key(ts.splits), cfg=asdict(cfg), conditions=conditions)
-    raw = cached("paragraph-conditions", params, lambda: generate_conditions(model, ts.splits, cfg, conditions),
-                 model=model)
-    return score(raw, ts.splits, ts.topics_b, ts.candidates, embedder, device, cfg.min_chars)
-
-
-def score(results: pd.DataFrame, splits: Sequence[Split], topics_b: Sequence[str], candidates: Sequence[str],
-          embedder: str = "all-MiniLM-L6-v2", device: str = "cpu", min_chars: int = 100) -> pd.DataFrame:
-    """Add ``paragraph`` (truncated output), ``distance`` (1 − cos to the original paragraph 2) and
-    ``topic_hit`` (topic B is the nearest of ``candidates``) to condition results."""
-    out = results.copy()
-    out["paragraph"] = [first_paragraph(t, min_chars) for t in out["output"]]
-    ref = embedding.embed([s.para2 for s in splits], embedder, device)
-    emb = embedding.embed(list(out["paragraph"]), embedder, device)
-    out["distance"] = embedding.cosine_distance(emb, ref[out["text"].to_numpy()])
-    cand = list(dict.fromkeys(candidates))
-    target = np.array([cand.index(t) for t in topics_b])
-    near = embedding.nearest(emb, embedding.embed(cand, embedder, device))
-    out["topic_hit"] = (near == target[out["text"].to_numpy()]).astype(float)
+def as_generations(raw: pd.DataFrame, ts: TextSet) -> pd.DataFrame:
+    """Condition rows in the public format of :func:`~.planning_metrics.score_generations`: ``prompt,
+    text, copy, condition, k, donor, original, topic, donor_topic, natural, output`` (``text`` and
+    ``donor`` are the texts' ``text_id``, so subsets of a text set pair with the whole set)."""
+    t = ts.texts
+    ids = t["text_id"].to_numpy() if "text_id" in t else np.arange(len(t))
+    out = pd.DataFrame({
+        "prompt": t["prompt_id"].to_numpy()[raw["text"]], "text": ids[raw["text"]],
+        "copy": t["copy"].to_numpy()[raw["text"]], "condition": raw["condition"].to_numpy(), "k": raw["k"].to_numpy(),
+        "donor": [int(ids[d]) if d >= 0 else -1 for d in raw["donor"]], "original": [ts.splits[i].para2 for i in raw["text"]],
+        "topic": t["topic_b"].to_numpy()[raw["text"]],
+        "donor_topic": [t["topic_b"].iloc[d] if d >= 0 else None for d in raw["donor"]],
+        "natural": t["natural"].to_numpy()[raw["text"]].astype(bool), "output": raw["output"].to_numpy(),
+    })
+    for col in ("mode", "layer"):
+        if col in raw:
+            out[col] = raw[col].to_numpy()
     return out
 
 
-def reference_topic_hits(splits: Sequence[Split], topics_b: Sequence[str], candidates: Sequence[str],
-                         embedder: str = "all-MiniLM-L6-v2", device: str = "cpu") -> np.ndarray:
-    """Topic retrieval on the original paragraphs 2 themselves (the ceiling of the topic metric)."""
-    cand = list(dict.fromkeys(candidates))
-    near = embedding.nearest(embedding.embed([s.para2 for s in splits], embedder, device),
-                             embedding.embed(cand, embedder, device))
-    return (near == np.array([cand.index(t) for t in topics_b])).astype(float)
-
-
-def _condition_order(conds: Sequence[str]) -> list[str]:
-    ks = sorted((c for c in conds if c.startswith("neutral+")), key=lambda c: int(c.split("+")[1]))
-    return [c for c in ORDER if c in conds] + ks + [c for c in conds if c not in ORDER and c not in ks]
-
-
-def summarise(scored: pd.DataFrame, by: str = "condition") -> pd.DataFrame:
-    """Mean ± standard error of distance and topic accuracy per condition (in reading order)."""
-    g = scored.groupby(by, sort=False)
-    out = pd.DataFrame({
-        "n": g["distance"].count(),
-        "distance": g["distance"].mean(), "distance_se": g["distance"].sem(),
-        "topic_acc": g["topic_hit"].mean(), "topic_acc_se": g["topic_hit"].sem(),
-    })
-    return out.loc[_condition_order(list(out.index))] if by == "condition" else out
-
-
-def paired_difference(scored: pd.DataFrame, a: str, b: str) -> dict[str, float]:
-    """Mean, standard error and z of ``distance[a] − distance[b]`` over the same texts."""
-    wide = scored.pivot_table(index="text", columns="condition", values="distance")
-    d = (wide[a] - wide[b]).dropna()
-    se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
-    mean = float(d.mean())
-    return {"mean": mean, "se": se, "z": mean / se if se and se > 0 else float("nan"), "n": int(len(d))}
-
-
-def claim(scored: pd.DataFrame, threshold: float = 3.0) -> tuple[bool, pd.DataFrame, str]:
-    """The paper's claim: ``transferred`` is closer to the original than ``neutral`` by more than
-    ``threshold`` standard errors (paired over texts) and the ``shuffled`` control is not."""
-    rows = {f"neutral − {c}": paired_difference(scored, "neutral", c) for c in ("transferred", "shuffled")}
-    rows["shuffled − transferred"] = paired_difference(scored, "shuffled", "transferred")
-    table = pd.DataFrame(rows).T
-    z_t, z_s = table.loc["neutral − transferred", "z"], table.loc["neutral − shuffled", "z"]
-    holds = bool(z_t > threshold and not z_s > threshold)
-    z_x = table.loc["shuffled − transferred", "z"]
-    specific = (f"(more than {threshold:g}: the transplant carries something specific to the text)."
-                if z_x > threshold else
-                f"(not more than {threshold:g}: no decisive evidence of content specific to the text beyond "
-                "what any break's activations give).")
-    own = f"The text's own break beats another text's break by {z_x:.1f} s.e. {specific}"
-    text = (f"transferred is closer than neutral by {z_t:.1f} s.e. (needs > {threshold:g}); "
-            f"shuffled is closer than neutral by {z_s:.1f} s.e. (needs ≤ {threshold:g}): "
-            f"the claim {'HOLDS' if holds else 'DOES NOT HOLD'} here. {own}")
-    return holds, table, text
+def run_planning(model: HookedModel, texts: TextSet, cfg: PlanningConfig) -> pd.DataFrame:
+    """Every condition of ``cfg`` on ``texts``: the generations table (one row per text and condition;
+    see :func:`as_generations`), cached on disk by the model, the texts and ``cfg``."""
+    if not texts.splits:
+        raise ValueError("No texts to run (the text set is empty: see its report()).")
+    params = dict(texts=texts_key(texts.splits), prompts=texts.prompt_ids.tolist(),
+                  categories=[sorted({a, b}) for a, b in zip(texts.texts["category_a"], texts.texts["category_b"])],
+                  cfg=asdict(cfg))
+    raw = cached("paragraph-conditions", params, lambda: generate_conditions(model, texts, cfg), model=model)
+    return as_generations(raw, texts)
 
 
 # ----------------------------------------------------------------------------- layer sweep
-def layer_sweep(model: HookedModel, splits: Sequence[Split], cfg: PlanningConfig, points: Sequence[int],
+def sweep_points(n_layers: int, n_points: int = 7) -> list[int]:
+    """About ``n_points`` layers spread from the first to the last."""
+    return sorted(set(np.linspace(0, n_layers - 1, n_points).round().astype(int).tolist()))
+
+
+def layer_sweep(model: HookedModel, ts: TextSet, cfg: PlanningConfig, points: Sequence[int],
                 modes: Sequence[str] = ("up to L", "only L")) -> pd.DataFrame:
-    """Transferred generation with the patch at layers ``0..L`` (``"up to L"``) or at ``L`` alone
-    (``"only L"``) for each ``L`` in ``points``; tidy rows ``mode, layer, text, output``."""
-    names = site_names(model, cfg.patch_site)
-    values = break_activations(model, splits, names)
-    neutral = neutral_rows(splits, cfg.neutral_prefix, model.tokenizer)
-    sites = PATCH_SITES[cfg.patch_site]
-    rows = []
-    for mode in modes:
-        for L in points:
-            layers = range(L + 1) if mode == "up to L" else [L]
-            keep = {n: values[n] for n in model.hook_names(sites, layers)}
-            outs = generate_ids(model, neutral, cfg.max_new_tokens, cfg.temperature, cfg.seed, cfg.batch_size,
-                                hooks=patch_hooks(keep, cfg.scale))
-            rows += [{"mode": mode, "layer": L, "text": i, "output": o} for i, o in enumerate(outs)]
-    return pd.DataFrame(rows)
+    """The transferred condition with the patch at layers ``0..L`` (``"up to L"``) or at ``L`` alone
+    (``"only L"``) for each ``L`` in ``points``; rows ``text, condition, k, donor, output, mode, layer``
+    (``condition`` is ``"<mode> <L>"``). All points share one generation call."""
+    values = break_activations(model, ts.splits, site_names(model, cfg.patch_site))
+    neutral = neutral_rows(ts.splits, cfg.neutral_prefix, model.tokenizer)
+    n, k = len(ts.splits), len(ts.splits[0].break_pos)
+    combos = [(mode, L) for mode in modes for L in points]
+    layer_of = {name: model.parse(name)[0] for name in values}
+    if set(modes) - {"up to L", "only L"}:
+        raise ValueError(unknown("sweep mode", sorted(set(modes) - {"up to L", "only L"})[0], ["up to L", "only L"]))
+
+    def hooks(chunk: slice) -> list:  # a row patches the layers of its combination, the others not at all
+        idx = range(chunk.start, chunk.stop)
+        texts, combo = [i % n for i in idx], [combos[i // n] for i in idx]
+        out = []
+        for name, v in values.items():
+            mask = torch.tensor([float(layer_of[name] <= L if m == "up to L" else layer_of[name] == L) for m, L in combo])
+            if bool(mask.any()):
+                out.append((name, _masked_patch(v[texts], mask, cfg.scale, k)))
+        return out
+
+    outs = generate_ids(model, neutral * len(combos), cfg.max_new_tokens, cfg.temperature, cfg.seed + 7, cfg.batch_size,
+                        hooks=hooks)
+    return pd.DataFrame([{"text": i % n, "condition": f"{combos[i // n][0][:-1]}{combos[i // n][1]}", "k": 0,
+                          "donor": i % n, "output": o, "mode": combos[i // n][0], "layer": combos[i // n][1]}
+                         for i, o in enumerate(outs)])
 
 
-def run_layer_sweep(model: HookedModel, ts: paragraphs.TextSet, cfg: PlanningConfig, points: Sequence[int] | None = None,
-                    n_texts: int | None = None, embedder: str = "all-MiniLM-L6-v2", device: str = "cpu") -> pd.DataFrame:
-    """:func:`layer_sweep` on the first ``n_texts`` texts (cached), scored; ``points`` default: about
-    seven layers from the first to the last."""
-    if points is None:
-        points = sorted(set(np.linspace(0, model.cfg.n_layers - 1, 7).round().astype(int).tolist()))
-    splits = ts.splits[:n_texts]
-    params = dict(texts=texts_key(splits), cfg=asdict(cfg), points=list(points))
-    raw = cached("paragraph-sweep", params, lambda: layer_sweep(model, splits, cfg, points), model=model)
-    raw["condition"] = raw["mode"]
-    return score(raw, splits, ts.topics_b[: len(splits)], ts.candidates, embedder, device, cfg.min_chars)
+def _masked_patch(values: torch.Tensor, mask: torch.Tensor, scale: float, k: int) -> Callable:
+    """:func:`patch_fn` for rows whose ``mask`` is 1; rows with mask 0 are left as they are."""
+    inner = patch_fn(values, list(range(-k, 0)), scale)
+
+    def fn(act: torch.Tensor, *, hook: HookPoint) -> torch.Tensor | None:
+        new = inner(act, hook=hook)
+        if new is None:
+            return None
+        keep = mask.to(act.device, act.dtype).view(-1, *[1] * (act.dim() - 1))
+        return new * keep + act * (1 - keep)
+
+    return fn
 
 
-def sweep_summary(scored: pd.DataFrame) -> pd.DataFrame:
-    """Mean distance ± s.e. per (mode, layer), with ``lo``/``hi`` = mean ∓ s.e."""
-    g = scored.groupby(["mode", "layer"], sort=True)["distance"]
-    out = g.agg(distance="mean", se="sem", n="count").reset_index()
-    out["lo"], out["hi"] = out["distance"] - out["se"], out["distance"] + out["se"]
-    return out
+def run_layer_sweep(model: HookedModel, texts: TextSet, cfg: PlanningConfig,
+                    points: Sequence[int] | None = None) -> pd.DataFrame:
+    """:func:`layer_sweep` (cached) as a generations table (see :func:`as_generations`); ``points``
+    default: :func:`sweep_points`. The sweep uses ``cfg``'s sampling settings, so it pairs with the
+    ``neutral`` rows of :func:`run_planning` on the same texts and settings."""
+    points = list(points) if points is not None else sweep_points(model.cfg.n_layers)
+    if not points or min(points) < 0 or max(points) >= model.cfg.n_layers:
+        raise ValueError(f"Sweep layers must lie in 0..{model.cfg.n_layers - 1}, got {points}.")
+    cfg = replace(cfg, conditions=("transferred",), k_values=(), layers=None)
+    params = dict(texts=texts_key(texts.splits), cfg=asdict(cfg), points=points)
+    raw = cached("paragraph-sweep", params, lambda: layer_sweep(model, texts, cfg, points), model=model)
+    return as_generations(raw, texts)
 
 
 # ----------------------------------------------------------------------------- attention to the break
@@ -322,26 +370,25 @@ def eager_attention(model: HookedModel) -> Iterator[None]:
 @torch.no_grad()
 def attention_window(model: HookedModel, splits: Sequence[Split], window: int = 30,
                      batch_size: int = 4) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Attention around the break, averaged over texts, layers and heads.
+    """Attention around the break, from a forward pass over each whole text (no KV cache).
 
-    Returns ``(grid, to_break)``: ``grid`` has ``query_offset, key_offset, attention`` for offsets in
-    ``[-window, window]`` relative to the last break token; ``to_break`` has, per query offset
-    ``1..window`` after the break and per layer (and ``"mean"``), the attention paid to all break
-    tokens together and, as a baseline, the mean attention that any query pays to the same number
-    of consecutive tokens at the same distance.
+    Returns ``(grid, per_text)``: ``grid`` has ``query_offset, key_offset, attention`` (mean over
+    texts, layers and heads) for offsets in ``[-window, window]`` relative to the last break token;
+    ``per_text`` has, per text and layer, ``to_break``: the attention that the first ``window``
+    tokens after the break pay to all break tokens together (mean over those queries and the
+    heads), and ``baseline``: the mean attention that any query pays to as many consecutive tokens
+    at the same distance (same averaging), so ``to_break / baseline`` is free of the distance decay.
     """
-    w = window
-    size = 2 * w + 1
+    w, size = window, 2 * window + 1
     grid_sum, grid_n = np.zeros((size, size)), np.zeros((size, size))
-    L = model.cfg.n_layers
-    brk_sum, brk_n = np.zeros((L, w)), np.zeros((L, w))
-    base_sum, base_n = np.zeros((L, w)), np.zeros((L, w))
+    rows = []
     pad = model.tokenizer.pad_token_id or 0
     with eager_attention(model):
         for start in range(0, len(splits), batch_size):
             chunk = splits[start:start + batch_size]
             ids, mask = pad_rows([s.ids for s in chunk], pad, model.device, side="right")
-            att = model.hf(input_ids=ids, attention_mask=mask, output_attentions=True).attentions
+            att = model.hf(input_ids=ids, attention_mask=mask, output_attentions=True, use_cache=False,
+                           logits_to_keep=1).attentions
             per_layer = torch.stack([a.float().mean(1) for a in att], 1).cpu().numpy()  # [b, L, q, k]
             for i, s in enumerate(chunk):
                 n, p, k = len(s.ids), s.break_pos[-1], len(s.break_pos)
@@ -349,132 +396,25 @@ def attention_window(model: HookedModel, splits: Sequence[Split], window: int = 
                 mean = a.mean(0)
                 for qo in range(-w, w + 1):
                     q = p + qo
-                    if not 0 <= q < n:
-                        continue
-                    ks = np.arange(max(p - w, 0), min(p + w, q) + 1)
-                    grid_sum[qo + w, ks - p + w] += mean[q, ks]
-                    grid_n[qo + w, ks - p + w] += 1
-                for d in range(1, w + 1):
-                    q = p + d
-                    if q >= n:
-                        break
-                    brk_sum[:, d - 1] += a[:, q, s.break_pos].sum(-1)
-                    brk_n[:, d - 1] += 1
-                    qs = np.arange(d + k - 1, n)  # same number of consecutive keys, same distance
-                    base_sum[:, d - 1] += sum(a[:, qs, qs - d - j] for j in range(k)).mean(-1)
-                    base_n[:, d - 1] += 1
+                    if 0 <= q < n:
+                        ks = np.arange(max(p - w, 0), min(p + w, q) + 1)
+                        grid_sum[qo + w, ks - p + w] += mean[q, ks]
+                        grid_n[qo + w, ks - p + w] += 1
+                qs = np.arange(p + 1, min(p + w, n - 1) + 1)
+                if len(qs) == 0:
+                    continue
+                to_break = a[:, qs][:, :, s.break_pos].sum(-1).mean(-1)  # [L]
+                base = np.zeros(a.shape[0])
+                for q in qs:  # same distance d = q - p, as many keys: every query q' >= d + k - 1
+                    d = q - p
+                    qq = np.arange(d + k - 1, n)
+                    base += sum(a[:, qq, qq - d - j] for j in range(k)).mean(-1)
+                base /= len(qs)
+                rows += [{"text": start + i, "layer": layer, "to_break": float(to_break[layer]),
+                          "baseline": float(base[layer])} for layer in range(a.shape[0])]
     with np.errstate(invalid="ignore", divide="ignore"):
         g = grid_sum / grid_n
-        tb, bl = brk_sum / brk_n, base_sum / base_n
     offs = np.arange(-w, w + 1)
     grid = pd.DataFrame([{"query_offset": int(qo), "key_offset": int(ko), "attention": float(g[i, j])}
                          for i, qo in enumerate(offs) for j, ko in enumerate(offs) if np.isfinite(g[i, j])])
-    rows = []
-    for layer in [*range(L), "mean"]:
-        t = tb.mean(0) if layer == "mean" else tb[layer]
-        b = bl.mean(0) if layer == "mean" else bl[layer]
-        rows += [{"layer": str(layer), "query_offset": d + 1, "to_break": float(t[d]), "baseline": float(b[d])}
-                 for d in range(w) if np.isfinite(t[d])]
     return grid, pd.DataFrame(rows)
-
-
-# ----------------------------------------------------------------------------- examples and charts
-def examples(scored: pd.DataFrame, splits: Sequence[Split], texts: pd.DataFrame, which: Sequence[int],
-             conditions: Sequence[str] = ("transferred", "neutral", "shuffled", "full")) -> str:
-    """Markdown, one table per text: paragraph 1, the original paragraph 2 and each condition's output."""
-    def cell(t: str) -> str:  # model text, shown literally: no HTML, emphasis, links or line breaks
-        t = t.strip().replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-        for ch in "\\|*_`[]#$":
-            t = t.replace(ch, "\\" + ch)
-        return t.replace("\n", " ⏎ ")
-
-    blocks = []
-    for i in which:
-        row = texts.iloc[i]
-        head = f"**Text {i}**" + (f": A = *{row.topic_a}*, B = *{row.topic_b}*" if "topic_a" in texts else "")
-        lines = [head, "", "| | text | distance |", "|---|---|---|",
-                 f"| paragraph 1 | {cell(splits[i].para1)} | |",
-                 f"| **original paragraph 2** | {cell(splits[i].para2)} | 0 |"]
-        for c in conditions:
-            r = scored[(scored.text == i) & (scored.condition == c)]
-            if len(r):
-                lines.append(f"| {c} | {cell(r.iloc[0].paragraph)} | {r.iloc[0].distance:.2f} |")
-        blocks.append("\n".join(lines) + "\n")
-    return "\n".join(blocks)
-
-
-def distance_chart(scored: pd.DataFrame, title: str = "") -> Any:
-    """Per-condition violin of distances with every text as a point (tooltip: the output)."""
-    import altair as alt
-
-    df = scored[["text", "condition", "distance", "paragraph"]].copy()
-    df["paragraph"] = df["paragraph"].str.slice(0, 160).str.replace(r"[\x00-\x08\x0b-\x1f\x7f]", "", regex=True)
-    order = _condition_order(list(df.condition.unique()))
-    violin = alt.Chart(df).transform_density(
-        "distance", as_=["distance", "density"], groupby=["condition"], extent=[0, 1.2]
-    ).mark_area(orient="horizontal", opacity=0.35).encode(
-        y=alt.Y("distance:Q", title="cosine distance to the original paragraph 2"),
-        x=alt.X("density:Q", stack="center", axis=None, title=None),
-        color=alt.Color("condition:N", sort=order, legend=None),
-    )
-    points = alt.Chart(df).mark_circle(size=22, opacity=0.7).encode(
-        y="distance:Q", x=alt.X("jitter:Q", axis=None, title=None),
-        color=alt.Color("condition:N", sort=order, legend=None),
-        tooltip=["condition:N", "text:Q", alt.Tooltip("distance:Q", format=".3f"), "paragraph:N"],
-    ).transform_calculate(jitter="(random() - 0.5) * 0.6")
-    return alt.layer(violin, points, data=df).properties(width=90, height=300).facet(
-        column=alt.Column("condition:N", sort=order, title=title or None)
-    ).resolve_scale(x="independent")
-
-
-def sweep_chart(summary: pd.DataFrame, refs: dict[str, float] | None = None, title: str = "") -> Any:
-    """Distance (± s.e. band) against the patched layer, one line per mode; dashed reference levels."""
-    import altair as alt
-
-    base = alt.Chart(summary)
-    enc = dict(x=alt.X("layer:Q", title="layer L", axis=alt.Axis(format="d", tickMinStep=1)),
-               color=alt.Color("mode:N", title="patched layers"))
-    band = base.mark_area(opacity=0.2).encode(y=alt.Y("lo:Q", title="cosine distance to the original"), y2="hi:Q", **enc)
-    line = base.mark_line(point=True).encode(
-        y="distance:Q", tooltip=["mode:N", "layer:Q", alt.Tooltip("distance:Q", format=".3f"),
-                                 alt.Tooltip("se:Q", format=".3f"), "n:Q"], **enc)
-    layers = [band, line]
-    if refs:
-        r = pd.DataFrame({"reference": list(refs), "distance": list(refs.values())})
-        layers.append(alt.Chart(r).mark_rule(strokeDash=[5, 3], color="#555").encode(
-            y="distance:Q", tooltip=["reference:N", alt.Tooltip("distance:Q", format=".3f")]))
-        layers.append(alt.Chart(r).mark_text(align="left", dx=3, dy=-6, color="#555").encode(
-            x=alt.value(2), y="distance:Q", text="reference:N"))
-    return alt.layer(*layers).properties(title=title, width=520, height=280)
-
-
-def attention_charts(grid: pd.DataFrame, to_break: pd.DataFrame, title: str = "") -> Any:
-    """Left: mean attention map around the break (query × key offset). Right: attention that tokens
-    after the break pay to it vs. the mean attention to as many consecutive tokens at the same distance."""
-    import altair as alt
-
-    heat = alt.Chart(grid).mark_rect().encode(
-        x=alt.X("key_offset:O", title="key offset from the break"),
-        y=alt.Y("query_offset:O", title="query offset from the break", sort="ascending"),
-        color=alt.Color("attention:Q", scale=alt.Scale(type="sqrt", scheme="viridis"), title="attention"),
-        tooltip=["query_offset:O", "key_offset:O", alt.Tooltip("attention:Q", format=".4f")],
-    ).properties(width=300, height=300, title="mean attention (layers, heads, texts)")
-    mean = to_break[to_break.layer == "mean"].melt(["layer", "query_offset"], ["to_break", "baseline"],
-                                                   var_name="key", value_name="attention")
-    mean["key"] = mean["key"].map({"to_break": "the break token(s)", "baseline": "as many tokens at that distance"})
-    line = alt.Chart(mean).mark_line(point=True).encode(
-        x=alt.X("query_offset:Q", title="tokens after the break"),
-        y=alt.Y("attention:Q", title="attention (mean over layers, heads)", scale=alt.Scale(type="log")),
-        color=alt.Color("key:N", title="attention to"),
-        tooltip=["key:N", "query_offset:Q", alt.Tooltip("attention:Q", format=".4f")],
-    ).properties(width=300, height=300, title="attention to the break from later tokens")
-    return alt.hconcat(heat, line).properties(title=title)
-
-
-def attention_by_layer(to_break: pd.DataFrame) -> pd.DataFrame:
-    """Per layer: mean attention to the break (over the window's queries) and its ratio to the baseline."""
-    d = to_break[to_break.layer != "mean"].copy()
-    g = d.groupby("layer", sort=False)[["to_break", "baseline"]].mean()
-    g["ratio"] = g["to_break"] / g["baseline"]
-    g.index = g.index.astype(int)
-    return g.sort_index()

@@ -78,15 +78,6 @@ class Moments:
                                    ("mean", "var", "std", "mean_abs", "mean_sqrt_abs", "rms", "frac_pos")))
 
 
-def _head_kwargs(model: HookedModel) -> dict[str, Any]:
-    """Ask a causal LM for the last position's logits only (collection never reads logits)."""
-    import inspect
-
-    if model.cfg.kind == "causal-lm" and "logits_to_keep" in inspect.signature(model.hf.forward).parameters:
-        return {"logits_to_keep": 1}
-    return {}
-
-
 def collect_fn(pair: Pair, first: Mapping[str, Mapping[str, Moments]] | None = None) -> Collect:
     """``collect(model, "forget" | "retain", names) -> {name: Moments}`` for :func:`~.pruning.run_pruning`.
 
@@ -101,9 +92,7 @@ def collect_fn(pair: Pair, first: Mapping[str, Mapping[str, Moments]] | None = N
         ready = unused.pop(which, None)
         if ready is not None and set(names) <= set(ready):
             return {n: ready[n] for n in names}
-        extra = _head_kwargs(model)
-        batches = getattr(pair, f"{which}_collect")
-        batches = [{"input_ids": x, **extra} for x in batches] if extra else list(batches)
+        batches = list(getattr(pair, f"{which}_collect"))
         positions = image_positions(pair.positions) if isinstance(pair, ImagePair) else None
         stats = collect_stats(model, batches, sites=sorted({site_of(n) for n in names}),
                               layers=sorted({layer_of(n) for n in names}), bins=1, reservoir=0, progress=False,
