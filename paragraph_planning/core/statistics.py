@@ -13,7 +13,7 @@ hook site (``blocks.{i}.{site}``). Each holds, per neuron:
 How it is computed. :func:`collect_stats` runs only the blocks up to the last hooked layer
 (:meth:`~paragraph_planning.core.hooks.HookedModel.run_body`): statistics never need logits. Each
 update is reduced in chunks of about 2**18 values (1 MiB of float32, so a chunk and its scratch stay in
-a core's cache): per chunk, float32 sums of ``x - c``, ``(x - c)**2`` (``c`` the chunk's float32 mean),
+a core's cache), an even number of them (two threads get equal shares): per chunk, float32 sums of ``x - c``, ``(x - c)**2`` (``c`` the chunk's float32 mean),
 ``|x|``, ``sqrt|x|`` and ``x > 0``, and the minimum and maximum. After the whole update is checked for
 NaN/inf, the chunks are merged into float64 accumulators, mean and variance with the pairwise formula
 of Chan et al., so ``var`` stays accurate when ``|mean| >> std``. Histogram bin indices are written
@@ -23,7 +23,8 @@ so the counters being incremented stay in cache. On the CPU an update is split b
 on its own chunks and column groups: small memory-bound operations scale badly with torch's own
 threads (each waits for the slowest thread, which on a machine busy with other work made them 4-15
 times slower), while whole chunks per thread do not, and a thread that waits for the others sleeps
-instead of spinning. The results do not depend on the number of threads.
+instead of spinning (the pilot's binning is shared the same way). The results do not depend on the
+number of threads.
 
 Histogram range. It is fixed after a pilot (the first ``pilot`` non-empty updates): the per-neuron
 ``[min, max]`` of the pilot, widened by 1% of its span on each side (by 1% of ``max(|x|, 1)`` for a
