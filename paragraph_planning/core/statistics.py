@@ -13,18 +13,18 @@ hook site (``blocks.{i}.{site}``). Each holds, per neuron:
 How it is computed. :func:`collect_stats` runs only the blocks up to the last hooked layer
 (:meth:`~paragraph_planning.core.hooks.HookedModel.run_body`): statistics never need logits. Each
 update is reduced in chunks of about 2**18 values (1 MiB of float32, so a chunk and its scratch stay in
-a core's cache), an even number of them (two threads get equal shares): per chunk, float32 sums of ``x - c``, ``(x - c)**2`` (``c`` the chunk's float32 mean),
-``|x|``, ``sqrt|x|`` and ``x > 0``, and the minimum and maximum. After the whole update is checked for
-NaN/inf, the chunks are merged into float64 accumulators, mean and variance with the pairwise formula
-of Chan et al., so ``var`` stays accurate when ``|mean| >> std``. Histogram bin indices are written
-column group by column group (``_GROUP`` neurons) and counted with one ``torch.bincount`` per group,
-so the counters being incremented stay in cache. On the CPU an update is split between
-:data:`REDUCTION_THREADS` threads (default: as many as torch uses), each running torch single-threaded
-on its own chunks and column groups: small memory-bound operations scale badly with torch's own
-threads (each waits for the slowest thread, which on a machine busy with other work made them 4-15
-times slower), while whole chunks per thread do not, and a thread that waits for the others sleeps
-instead of spinning (the pilot's binning is shared the same way). The results do not depend on the
-number of threads.
+a core's cache), an even number of them (two threads get equal shares): per chunk, float32 sums of ``x
+- c``, ``(x - c)**2`` (``c`` the chunk's float32 mean), ``|x|``, ``sqrt|x|`` and ``x > 0``, and the
+minimum and maximum. After the whole update is checked for NaN/inf, the chunks are merged into float64
+accumulators, mean and variance with the pairwise formula of Chan et al., so ``var`` stays accurate
+when ``|mean| >> std``. Histogram bin indices are written column group by column group (``_GROUP``
+neurons) and counted with one ``torch.bincount`` per group, so the counters being incremented stay in
+cache. On the CPU an update is split between :data:`REDUCTION_THREADS` threads (default: as many as
+torch uses), each running torch single-threaded on its own chunks and column groups: small memory-bound
+operations scale badly with torch's own threads (each waits for the slowest thread, which on a machine
+busy with other work made them 4-15 times slower), while whole chunks per thread do not, and a thread
+that waits for the others sleeps instead of spinning (the pilot's binning is shared the same way). The
+results do not depend on the number of threads.
 
 Histogram range. It is fixed after a pilot (the first ``pilot`` non-empty updates): the per-neuron
 ``[min, max]`` of the pilot, widened by 1% of its span on each side (by 1% of ``max(|x|, 1)`` for a
@@ -527,13 +527,13 @@ def collect_stats(
                           pilot=pilot_batches, seed=seed, name=name)
         for name in model.hook_names(sites, layers)
     }
-    keep: torch.Tensor | None = None  # [batch * pos] bool, non-padding positions of the current batch
+    keep: torch.Tensor | None = None  # row indices of the current batch's non-padding positions (None: all)
 
     def hook_for(s: NeuronStats) -> Callable[..., None]:
         def fn(act: torch.Tensor, *, hook: HookPoint) -> None:
             act = act.detach() if positions is None else act.detach()[:, list(positions)]
             x = act.reshape(-1, s.n_neurons)
-            s.update(x if keep is None else x[keep.to(x.device)])
+            s.update(x if keep is None else x.index_select(0, keep.to(x.device)))  # row copies, no mask gather
 
         return fn
 
@@ -549,7 +549,7 @@ def collect_stats(
             mask = inputs.get("attention_mask")
             if mask is not None and positions is not None:
                 mask = mask[:, list(positions)]
-            keep = None if mask is None else mask.reshape(-1).bool()
+            keep = None if mask is None or bool(mask.all()) else mask.reshape(-1).nonzero().flatten()
             model.run_body(**inputs, last_layer=last)  # no head, no later blocks: statistics need no logits
             bar.set_postfix(tokens=first.count, refresh=False)
     if first.count == 0:
