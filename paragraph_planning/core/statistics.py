@@ -13,8 +13,8 @@ hook site (``blocks.{i}.{site}``). Each holds, per neuron:
 How it is computed. :func:`collect_stats` runs only the blocks up to the last hooked layer
 (:meth:`~paragraph_planning.core.hooks.HookedModel.run_body`): statistics never need logits. Each
 update is reduced in chunks of about 2**18 values (1 MiB of float32, so a chunk and its scratch stay in
-a core's cache), an even number of them (two threads get equal shares): per chunk, float32 sums of ``x
-- c``, ``(x - c)**2`` (``c`` the chunk's float32 mean), ``|x|``, ``sqrt|x|`` and ``x > 0``, and the
+a core's cache), an even number of them (two threads get equal shares): per chunk, float32 sums of
+``x - c``, ``(x - c)**2`` (``c`` the chunk's float32 mean), ``|x|``, ``sqrt|x|`` and ``x > 0``, and the
 minimum and maximum. After the whole update is checked for NaN/inf, the chunks are merged into float64
 accumulators, mean and variance with the pairwise formula of Chan et al., so ``var`` stays accurate
 when ``|mean| >> std``. Histogram bin indices are written column group by column group (``_GROUP``
