@@ -28,55 +28,90 @@ Quick start: selective pruning on SmolLM2 (code is the forget set, Wikipedia the
         after = pp.evaluate_many(model, test)
     print(before[["loss", "top1"]].join(after[["loss", "top1"]], rsuffix="_pruned"))
 """
-from .cache import cached
-from .core.architectures import NEURON_SITES, SITES, ModelConfig, hook_name, parse_name
-from .core.evaluation import classification_metrics, evaluate_lm, evaluate_many
-from .core.generation import generate_ids
-from .core.hooks import ActivationCache, HookedModel, HookPoint, UnknownHookError
-from .core.inference import (
-    Finding,
-    Interval,
-    assess,
-    bootstrap_mean,
-    findings_table,
-    group_summary,
-    mde,
-    mde_paired,
-    n_for_mde,
-    paired_bootstrap,
-    permutation_test,
-    power_paired,
-    t_interval,
-    verdict,
-    wilson,
-)
-from .core.interventions import NeuronMasks, add_fn, mask_fn, patch_fn
-from .core.models import ModelNotAvailableError, load_model, offline_names
-from .core.pruning import delete_neurons, prune, score_neurons, select_top, selection_masks, selection_table
-from .core.statistics import NeuronStats, collect_stats, load_stats, save_stats, stats_frame
-from .data import vision as _vision  # noqa: F401  (registers the vision models with load_model)
-from .data.corpora import list_corpora, load_corpus, token_batches
-from .data.tasks import Task
 
-__all__ = [
+from importlib import import_module as _import_module
+
+_EXPORTS = {  # public name -> the module that defines it, imported on first use (see __getattr__)
     # models and hooks
-    "load_model", "offline_names", "ModelNotAvailableError", "HookedModel", "HookPoint", "ActivationCache",
-    "UnknownHookError", "ModelConfig", "SITES", "NEURON_SITES", "hook_name", "parse_name",
+    "load_model": "core.models",
+    "offline_names": "core.models",
+    "ModelNotAvailableError": "core.models",
+    "HookedModel": "core.hooks",
+    "HookPoint": "core.hooks",
+    "ActivationCache": "core.hooks",
+    "UnknownHookError": "core.hooks",
+    "ModelConfig": "core.architectures",
+    "SITES": "core.architectures",
+    "NEURON_SITES": "core.architectures",
+    "hook_name": "core.architectures",
+    "parse_name": "core.architectures",
     # interventions and patching
-    "mask_fn", "patch_fn", "add_fn", "NeuronMasks",
+    "mask_fn": "core.interventions",
+    "patch_fn": "core.interventions",
+    "add_fn": "core.interventions",
+    "NeuronMasks": "core.interventions",
     # generation
-    "generate_ids",
+    "generate_ids": "core.generation",
     # statistics
-    "collect_stats", "NeuronStats", "stats_frame", "save_stats", "load_stats",
+    "collect_stats": "core.statistics",
+    "NeuronStats": "core.statistics",
+    "stats_frame": "core.statistics",
+    "save_stats": "core.statistics",
+    "load_stats": "core.statistics",
     # selective pruning
-    "score_neurons", "select_top", "selection_table", "selection_masks", "prune", "delete_neurons",
+    "score_neurons": "core.pruning",
+    "select_top": "core.pruning",
+    "selection_table": "core.pruning",
+    "selection_masks": "core.pruning",
+    "prune": "core.pruning",
+    "delete_neurons": "core.pruning",
     # evaluation
-    "evaluate_lm", "evaluate_many", "classification_metrics",
+    "evaluate_lm": "core.evaluation",
+    "evaluate_many": "core.evaluation",
+    "classification_metrics": "core.evaluation",
     # data
-    "list_corpora", "load_corpus", "token_batches", "Task",
+    "list_corpora": "data.corpora",
+    "load_corpus": "data.corpora",
+    "token_batches": "data.corpora",
+    "Task": "data.tasks",
     # inference
-    "Interval", "bootstrap_mean", "paired_bootstrap", "permutation_test", "wilson", "t_interval", "mde",
-    "mde_paired", "power_paired", "n_for_mde", "verdict", "assess", "Finding", "findings_table", "group_summary",
+    "Interval": "core.inference",
+    "bootstrap_mean": "core.inference",
+    "paired_bootstrap": "core.inference",
+    "permutation_test": "core.inference",
+    "wilson": "core.inference",
+    "t_interval": "core.inference",
+    "mde": "core.inference",
+    "mde_paired": "core.inference",
+    "power_paired": "core.inference",
+    "n_for_mde": "core.inference",
+    "verdict": "core.inference",
+    "assess": "core.inference",
+    "Finding": "core.inference",
+    "findings_table": "core.inference",
+    "group_summary": "core.inference",
     # caching
-    "cached",
-]
+    "cached": "cache",
+}
+
+
+def __getattr__(name: str):
+    """Import a public name's module on first use, so that ``python -m paragraph_planning`` starts fast.
+
+    The first use also imports :mod:`paragraph_planning.data`, which registers the vision models
+    built here with :func:`load_model`.
+    """
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'paragraph_planning' has no attribute {name!r}")
+    _import_module(".data", __name__)
+    value = getattr(_import_module("." + module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
+
+
+__all__ = list(_EXPORTS)

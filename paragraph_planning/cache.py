@@ -46,8 +46,6 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable, Mapping, TypeVar
 
-import torch
-
 from .util import atomic_dir, cache_dir
 
 T = TypeVar("T")
@@ -82,6 +80,8 @@ def log_event(event: str, **fields: Any) -> None:
 
 def _canonical(x: Any) -> Any:
     """A JSON-able, order-independent form of ``x``; objects without a stable form raise TypeError."""
+    import torch  # imported where used: the command line imports this module and needs no torch
+
     if x is None or isinstance(x, (bool, int, str)):
         return x
     if isinstance(x, float):  # 3.0 and 3 are the same parameter; repr round-trips (and keeps nan/inf)
@@ -282,6 +282,7 @@ def _value_file(folder: Path) -> Path | None:
 
 def _save(value: Any, folder: Path) -> None:
     import pandas as pd
+    import torch
 
     if isinstance(value, pd.DataFrame):
         try:
@@ -293,6 +294,8 @@ def _save(value: Any, folder: Path) -> None:
 
 
 def _load(path: Path) -> Any:
+    import torch
+
     if path.suffix == ".parquet":
         import pandas as pd
 

@@ -14,8 +14,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator
 
-import torch
-
 CACHE_ENV = "PARAGRAPH_PLANNING_CACHE"
 """Environment variable naming the cache folder (default ``~/.cache/paragraph_planning``)."""
 HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
@@ -100,6 +98,8 @@ def hub_reachable(timeout: float = 3.0, offline_vars: tuple[str, ...] = ("HF_HUB
 @contextmanager
 def torch_threads(n: int) -> Iterator[None]:
     """Run the block with ``n`` torch CPU threads, then restore the previous number."""
+    import torch  # here, not at the top: the command line imports this module and needs no torch
+
     old = torch.get_num_threads()
     if n != old:
         torch.set_num_threads(n)

@@ -123,3 +123,26 @@ def test_token_hits_agree_with_evaluate_lm_and_masks_are_removed(tmp_path, monke
     with ce._masks(model, scores, 0.25):
         assert not torch.equal(model(rows), before)
     assert torch.equal(model(rows), before)
+
+
+def test_cross_evaluation_on_a_tiny_vit_runs_each_class_once_and_restores_the_model(tmp_path, monkeypatch):
+    monkeypatch.setenv("PARAGRAPH_PLANNING_CACHE", str(tmp_path))
+    tasks = T.image_tasks(["T-shirt/top", "Trouser", "group/tops"])
+    ref = mod.ModelRef("tiny-vit-classifier")
+    scores = {t.name: torch.rand(2, 48, dtype=torch.float64, generator=torch.Generator().manual_seed(i))
+              for i, t in enumerate(tasks)}
+    x = torch.randn(2, 1, 8, 8)
+    before = ref.get()(x)
+    calls = []
+    real = ce._hits
+    monkeypatch.setattr(ce, "_hits", lambda model, s: calls.append(len(s.unit)) or real(model, s))
+    cfg = ce.CrossConfig(tune_size=4, eval_size=6, tol=2.0, hi=0.5, n_boot=100)
+    df = ce.run_cross_evaluation(ref, tasks, scores, cfg)
+    assert set(df.evaluated_on) == {t.name for t in tasks}
+    base = df[df.pruned_for == ""]
+    assert base.groupby("evaluated_on").size().to_dict() == {"T-shirt/top": 6, "Trouser": 6, "group/tops": 24}
+    assert (base.tokens == 1).all() and base[base.evaluated_on == "group/tops"].unit.nunique() == 24
+    n_targets = df[df.pruned_for != ""].pruned_for.nunique()
+    # each class's evaluation images run once unpruned and once per target, whatever the tasks holding the class
+    assert calls.count(6) == 5 * (1 + n_targets)
+    assert torch.equal(ref.get()(x), before)  # masks removed

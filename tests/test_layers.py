@@ -52,13 +52,35 @@ def test_the_rule_catches_a_violation(tmp_path):
     assert "paragraph_planning.book.runner" in cache._imports("paragraph_planning.core.bad", root)
 
 
+LAZY = {"__getattr__", "__dir__"}  # the top-level package re-exports lazily (PEP 562), nothing else
+
+
 @pytest.mark.parametrize("init", sorted(ROOT.rglob("__init__.py")), ids=lambda p: str(p.relative_to(ROOT)))
 def test_package_inits_only_reexport(init):
+    top = init.parent == ROOT
     for node in ast.parse(init.read_text()).body:
+        targets = [getattr(t, "id", "") for t in node.targets] if isinstance(node, ast.Assign) else []
         ok = isinstance(node, (ast.Import, ast.ImportFrom)) or (
-            isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)) or (
-            isinstance(node, ast.Assign) and [getattr(t, "id", "") for t in node.targets] == ["__all__"])
+            isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)) or targets == ["__all__"] or (
+            top and (targets == ["_EXPORTS"] or (isinstance(node, ast.FunctionDef) and node.name in LAZY)))
         assert ok, f"{init}: line {node.lineno} defines code; package __init__ files only re-export"
+
+
+def test_the_top_level_exports_every_name_lazily_from_its_module():
+    import importlib
+    import subprocess
+    import sys
+
+    import paragraph_planning as pp
+
+    for name, module in pp._EXPORTS.items():
+        assert getattr(pp, name) is getattr(importlib.import_module(f"{PKG}.{module}"), name), name
+    assert sorted(pp.__all__) == sorted(pp._EXPORTS) and set(pp.__all__) <= set(dir(pp))
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        pp.nope  # noqa: B018
+    # importing the package (as the command line does) loads neither torch nor transformers
+    code = "import sys, paragraph_planning.book.cli; print(sorted({'torch', 'transformers'} & set(sys.modules)))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
 
 
 @pytest.mark.parametrize("path", sorted(f for f in ROOT.rglob("*.py") if "__pycache__" not in f.parts),

@@ -263,7 +263,7 @@ def test_image_statistics_use_the_positions_policy(tiny_cache):
 
 
 # ----------------------------------------------------------------------------- MoEfication
-def test_moefication_finds_planted_clusters_against_the_permutation_null():
+def test_moefication_finds_planted_clusters_against_the_permutation_null(monkeypatch):
     from paragraph_planning.papers import moefication as moe
 
     n_clusters, d, n_layers = 8, 64, 6
@@ -276,19 +276,21 @@ def test_moefication_finds_planted_clusters_against_the_permutation_null():
             s[layer, (t % n_clusters) * 8:(t % n_clusters) * 8 + 8] += 10
         scores[f"t{t}"] = s
     cfg = moe.MoeConfig(n_clusters=n_clusters, frac=0.125, n_perm=199, n_boot=2000)
-    conc = moe.run_moefication(scores, labels, cfg)
+    conc = moe.concentration_table(scores, labels, cfg)
     assert len(conc) == 36 and set(conc.columns) >= {"task", "layer", "kmeans", "perm_mean", "excess", "p"}
     planted = conc[conc.layer.isin([0, 1, 4, 5])]
     assert np.allclose(planted.kmeans, 1.0) and (planted.p < 0.01).all()
-    agg = moe.aggregate_test(scores, labels, cfg)
+    monkeypatch.setattr(moe, "moe_labels", lambda ref, layers, cfg: {k: labels[k] for k in layers})
+    agg = moe.aggregate_test(None, scores, cfg)
     assert agg["p"] < 0.01 and agg["statistic"] > agg["null_mean"]
+    pd.testing.assert_frame_equal(moe.run_moefication(None, scores, cfg), conc)
     found = {f.claim: f.verdict for f in moe.moe_findings(conc, n_layers, cfg, agg)}
     assert found["k-means clusters hold a task's neurons more than random equal-size clusters"] == HOLDS
     assert found["the correspondence is stronger in early than in middle layers"] == HOLDS
     assert found["the correspondence is stronger in late than in middle layers"] == HOLDS
     # no planted structure anywhere: inside the noise
     flat = {t: torch.rand(n_layers, d, generator=gen, dtype=torch.float64) for t in range(6)}
-    conc = moe.run_moefication({f"u{t}": s for t, s in flat.items()}, labels, cfg)
+    conc = moe.concentration_table({f"u{t}": s for t, s in flat.items()}, labels, cfg)
     found = {f.claim: f.verdict for f in moe.moe_findings(conc, n_layers, cfg)}
     assert found["the correspondence is stronger in early than in middle layers"] == UNDETERMINED
     with pytest.raises(ValueError, match="n_perm"):

@@ -117,3 +117,22 @@ def test_step_intervals_and_difference(rng):
     a, b = run[run.step == 2], run[run.step == 1]
     d = V.difference_interval(base, a, b)
     assert d.estimate > 0 and d.lo < d.estimate < d.hi
+
+
+def test_power_prose_names_the_sample_that_would_detect_the_smallest_effect():
+    from paragraph_planning.core.inference import Finding, Interval
+    from paragraph_planning.papers.unlearning_report import power_prose
+
+    def finding(claim, mde, n):
+        return Finding(claim, Interval(0.1, 0.0, 0.2, n=n), UNDETERMINED, mde=mde, unit="forget − retain drop")
+
+    # MDE ∝ 1/√n: an MDE of 0.04 on 100 units reaches 0.02 at 4 × 100 units
+    p = power_prose([finding("a", 0.04, 100), finding("b", 0.01, 50)], 0.02)
+    assert p.values["fine"] == 1 and p.values["units"] == 100 and p.values["needed"] == 400
+    assert "(a, 100 evaluation units) detects 4.0%" in str(p) and "about 400 units" in str(p)
+    # every claim sensitive enough: no sample size to ask for
+    p = power_prose([finding("b", 0.01, 50)], 0.02)
+    assert "needed" not in p.values and "would need" not in str(p)
+    # no claim about a difference of drops: nothing to say
+    other = Finding("c", Interval(0.0, 0.0, 0.0, n=5), UNDETERMINED, mde=0.01, unit="ratio of drops")
+    assert str(power_prose([other], 0.02)) == ""

@@ -10,8 +10,10 @@ this sample" mean the same thing in every chapter:
 * :func:`permutation_test`: a label-shuffling test, shuffling only within groups when given;
 * :func:`wilson`: the Wilson score interval of a proportion;
 * :func:`t_interval`: a mean with a Student-t interval (few seeds: a z quantile would be too narrow);
-* :func:`simultaneous_t` / :func:`max_t_critical`: intervals for several means of the same units that
-  hold all at once (single-step max-t over their correlation; narrower than Bonferroni);
+* :func:`bootstrap_stat`: a percentile bootstrap of any statistic of several independent samples'
+  column means (e.g. a ratio of two drops);
+* intervals for several means of the same units that hold all at once are in
+  :mod:`~paragraph_planning.core.multiplicity` (single-step max-t);
 * :func:`mde` / :func:`mde_paired` / :func:`power_paired`: the minimum detectable effect of a
   two-sided test at a given standard error (or s.d. and n), and the power for a given effect;
 * :func:`verdict`: an interval read against a null value and, optionally, a smallest effect of

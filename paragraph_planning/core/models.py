@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -252,6 +253,9 @@ def _unknown(name: str) -> ModelNotAvailableError:
     return ModelNotAvailableError(
         f"Unknown model {name!r}.{did_you_mean(name, offline_names())} Offline names: {', '.join(offline_names())}; "
         "or a local model folder, a .gguf file, or a hub id such as 'org/model' (needs internet)."
+        + ("" if "paragraph_planning.data" in sys.modules else
+           " The vision models built here (vit-fashion-mnist, dinov2-small-fashion-mnist) are registered when "
+           "paragraph_planning.data is imported (import paragraph_planning as pp; pp.load_model(...) does it).")
     )
 
 

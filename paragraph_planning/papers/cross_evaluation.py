@@ -146,17 +146,16 @@ def text_sets(model: Any, task: Task, cfg: CrossConfig) -> dict[str, EvalSet]:
     return out
 
 
-def image_sets(model: Any, task: Task, cfg: CrossConfig) -> dict[str, EvalSet]:
-    """Tuning images (training) and evaluation images (test) of an image task, ``*_size`` per class."""
+def class_sets(model: Any, cls: str, cfg: CrossConfig) -> dict[str, EvalSet]:
+    """Tuning images (training) and evaluation images (test) of one Fashion-MNIST class, ``*_size`` each."""
     from ..data.images import FASHION_CLASSES, pixel_processor
 
     proc = pixel_processor(model)
     out = {}
     for use, (split, n) in {"tune": ("train", cfg.tune_size), "eval": ("test", cfg.eval_size)}.items():
-        per = class_images(split, n, cfg.seed)
-        imgs = np.concatenate([per[c] for c in task.classes])
-        labels = torch.cat([torch.full((len(per[c]),), FASHION_CLASSES.index(c)) for c in task.classes])
-        out[use] = EvalSet(proc(imgs), np.arange(len(imgs)), np.ones(len(imgs), dtype=np.int64), labels)
+        imgs = class_images(split, n, cfg.seed)[cls]
+        out[use] = EvalSet(proc(imgs), np.arange(len(imgs)), np.ones(len(imgs), dtype=np.int64),
+                           torch.full((len(imgs),), FASHION_CLASSES.index(cls)))
     return out
 
 
@@ -224,18 +223,30 @@ def run_cross_evaluation(ref: ModelRef, tasks: Sequence[Task], scores: Mapping[s
 
     def compute() -> pd.DataFrame:
         model = ref.get()
-        maker = text_sets if kind == "text" else image_sets
-        sets = {t.name: maker(model, t, cfg) for t in tasks}
+        if kind == "text":  # a task's rows are its own
+            parts = {t.name: [t.name] for t in tasks}
+            sets = {t.name: text_sets(model, t, cfg) for t in tasks}
+        else:  # a task's images are its classes' images: each class is run once per pruning
+            parts = {t.name: list(t.classes) for t in tasks}
+            sets = {c: class_sets(model, c, cfg) for c in dict.fromkeys(c for t in tasks for c in t.classes)}
+        memo: dict[tuple[Any, ...], np.ndarray] = {}
+
+        def part_hits(prune_for: str | None, frac: float, part: str, use: str) -> np.ndarray:
+            key = (prune_for if frac > 0 else None, frac if prune_for else 0.0, part, use)
+            if key not in memo:
+                if key[0] is None:
+                    memo[key] = _hits(model, sets[part][use])
+                else:
+                    with _masks(model, scores[prune_for], frac):
+                        memo[key] = _hits(model, sets[part][use])
+            return memo[key]
 
         def hits(prune_for: str | None, frac: float, task: str, use: str) -> np.ndarray:
-            if prune_for is None or frac <= 0:
-                return _hits(model, sets[task][use])
-            with _masks(model, scores[prune_for], frac):
-                return _hits(model, sets[task][use])
+            return np.concatenate([part_hits(prune_for, frac, p, use) for p in parts[task]])
 
         df = cross_evaluation([t.name for t in tasks], hits, cfg)
-        unit = {t: sets[t]["eval"].unit for t in sets}
-        tokens = {t: sets[t]["eval"].tokens for t in sets}
+        unit = {t: np.concatenate([sets[p]["eval"].unit + 100_000 * i for i, p in enumerate(parts[t])]) for t in parts}
+        tokens = {t: np.concatenate([sets[p]["eval"].tokens for p in parts[t]]) for t in parts}
         df["unit"] = [unit[u][r] for u, r in zip(df.evaluated_on, df.row)]
         df["tokens"] = [tokens[u][r] for u, r in zip(df.evaluated_on, df.row)]
         return df

@@ -128,9 +128,17 @@ class Design:
         totals = torch.einsum("ab,abn->an", w.float(), self.sums).double()  # [atoms, neurons]
         tokens = (w * self.counts).sum(1)  # [atoms]
         f, r = (self.forget, self.retain) if rows is None else (self.forget[list(rows)], self.retain[list(rows)])
-        mean_f = (f @ totals) / (f @ tokens)[:, None]
-        mean_r = (r @ totals) / (r @ tokens)[:, None]
+        mean_f, mean_r = _combine(f, totals, tokens), _combine(r, totals, tokens)
         return SCORES["abs"](SimpleNamespace(mean_abs=mean_f), SimpleNamespace(mean_abs=mean_r), DEFAULT_EPS[SITE])
+
+
+def _combine(m: torch.Tensor, totals: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """Means ``[rows, neurons]`` over the atoms each 0/1 row of ``m`` ``[rows, atoms]`` picks (shared rows computed once)."""
+    uniq, inv = torch.unique(m, dim=0, return_inverse=True)
+    if bool((uniq.sum(1) == 1).all()):  # one atom per row (text): a gather
+        atom = uniq.argmax(1)
+        return (totals[atom] / tokens[atom][:, None])[inv]
+    return ((uniq @ totals) / (uniq @ tokens)[:, None])[inv]
 
 
 def _stack(parts: list[dict[str, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[int, int]]:
@@ -210,21 +218,18 @@ def scores_for(ref: ModelRef, tasks: Sequence[Task], cfg: SampleConfig) -> dict[
 def top_sets(scores: torch.Tensor, frac: float, selection: str, shape: tuple[int, int]) -> torch.Tensor:
     """Boolean ``[sources, neurons]``: each row's top ``frac``, global or per layer (``shape`` = ``(layers, d)``)."""
     n_src, n = scores.shape
-    out = torch.zeros(n_src, n, dtype=torch.bool)
     if selection == "global":
-        k = int(frac * n)
-        if k < 1:
-            raise ValueError(f"frac={frac} selects no neuron out of {n}.")
-        out.scatter_(1, scores.topk(k, dim=1).indices, True)
+        k, groups = int(frac * n), scores.numpy()[:, None, :]
     elif selection == "per-layer":
-        k = int(frac * shape[1])
-        if k < 1:
-            raise ValueError(f"frac={frac} selects no neuron out of the {shape[1]} of a layer.")
-        per = out.view(n_src, *shape)
-        per.scatter_(2, scores.view(n_src, *shape).topk(k, dim=2).indices, True)
+        k, groups = int(frac * shape[1]), scores.numpy().reshape(n_src, *shape)
     else:
         raise ValueError(f"Unknown selection {selection!r}. Valid selections: {', '.join(SELECTIONS)}.")
-    return out
+    if k < 1:
+        raise ValueError(f"frac={frac} selects no neuron out of the {groups.shape[-1]} it chooses from.")
+    top = np.argpartition(-groups, k - 1, axis=-1)[..., :k]  # the k largest of each group, unordered
+    out = np.zeros(groups.shape, dtype=bool)
+    np.put_along_axis(out, top, True, axis=-1)
+    return torch.from_numpy(out.reshape(n_src, n))
 
 
 def overlaps(sets: torch.Tensor) -> torch.Tensor:

@@ -65,14 +65,19 @@ class MoeConfig:
 
 
 def moe_labels(ref: ModelRef, layers: Sequence[int], cfg: MoeConfig) -> dict[int, np.ndarray]:
-    """Per layer, equal-size k-means labels ``[d_mlp]`` of the L2-normalised rows of ``W_in`` (cached per layer)."""
+    """Per layer, equal-size k-means labels ``[d_mlp]`` of the L2-normalised rows of ``W_in``.
+
+    Cached per layer, keyed by the clustering code (:mod:`~paragraph_planning.core.clustering`) and
+    the weights only, so editing the analyses here does not redo the clustering.
+    """
     out = {}
     for layer in layers:
         params = {"layer": int(layer), "n_clusters": cfg.n_clusters, "seed": cfg.seed, "n_init": cfg.n_init,
                   "max_iter": cfg.max_iter}
         out[layer] = cached("moefication", params,
                             lambda layer=layer: moefy(ref.get().weights(layer)["W_in"], cfg.n_clusters, seed=cfg.seed,
-                                                      n_init=cfg.n_init, max_iter=cfg.max_iter), model=ref)
+                                                      n_init=cfg.n_init, max_iter=cfg.max_iter),
+                            model=ref, code="paragraph_planning.core.clustering")
     return out
 
 
@@ -82,20 +87,35 @@ def _perm_seed(cfg: MoeConfig, layer: int) -> int:
     return cfg.seed + 7919 * (int(layer) + 1)
 
 
-def run_moefication(scores: Mapping[str, torch.Tensor], labels: Mapping[int, np.ndarray], cfg: MoeConfig) -> pd.DataFrame:
+def _selections(scores: Mapping[str, torch.Tensor], layer: int, d: int, frac: float) -> np.ndarray:
+    """Each task's top ``frac`` of one layer's neurons ``[tasks, k]``."""
+    k = max(1, int(frac * d))
+    return np.stack([s[layer].topk(k).indices.numpy() for s in scores.values()])
+
+
+def _n_layers(scores: Mapping[str, torch.Tensor]) -> int:
+    return int(next(iter(scores.values())).shape[0])
+
+
+def run_moefication(ref: ModelRef, scores: Mapping[str, torch.Tensor], cfg: MoeConfig) -> pd.DataFrame:
     """Concentration of each task's top neurons per layer in k-means clusters vs the permutation null.
 
-    ``scores``: ``{task: [n_layers, d_mlp]}``; ``labels``: :func:`moe_labels`. One row per
-    (``task``, ``layer``): ``kmeans``, ``perm_mean`` and ``perm_p95`` (over the permutations),
-    ``excess`` (kmeans − perm_mean) and ``p`` (one-sided, ``(1 + #{perm ≥ kmeans}) / (1 + n_perm)``).
-    The aggregate test over all tasks and layers is :func:`aggregate_test`.
+    ``scores``: ``{task: [n_layers, d_mlp]}`` of the model ``ref``, whose layers ``cfg.layers``
+    are clustered (:func:`moe_labels`, cached). One row per (``task``, ``layer``): ``kmeans``,
+    ``perm_mean`` and ``perm_p95`` (over the permutations), ``excess`` (kmeans − perm_mean) and ``p``
+    (one-sided, ``(1 + #{perm ≥ kmeans}) / (1 + n_perm)``). The test over all tasks and layers
+    together is :func:`aggregate_test`.
     """
+    labels = moe_labels(ref, cfg.layers(_n_layers(scores)), cfg)
+    return concentration_table(scores, labels, cfg)
+
+
+def concentration_table(scores: Mapping[str, torch.Tensor], labels: Mapping[int, np.ndarray], cfg: MoeConfig) -> pd.DataFrame:
+    """:func:`run_moefication`'s table for given cluster ``labels`` ``{layer: [d_mlp]}``."""
     names = list(scores)
     rows = []
     for layer, lab in labels.items():
-        d = len(lab)
-        k = max(1, int(cfg.frac * d))
-        sel = np.stack([scores[t][layer].topk(k).indices.numpy() for t in names])  # [tasks, k]
+        sel = _selections(scores, layer, len(lab), cfg.frac)
         obs = concentration(sel, lab, cfg.n_clusters)
         null = concentration(sel, permuted_labels(lab, cfg.n_perm, _perm_seed(cfg, layer)), cfg.n_clusters)
         for i, t in enumerate(names):
@@ -105,14 +125,14 @@ def run_moefication(scores: Mapping[str, torch.Tensor], labels: Mapping[int, np.
     return pd.DataFrame(rows)
 
 
-def aggregate_test(scores: Mapping[str, torch.Tensor], labels: Mapping[int, np.ndarray], cfg: MoeConfig) -> dict[str, float]:
-    """Permutation test of the mean concentration over all tasks and layers: every layer's labels
-    shuffled independently in each draw. Returns ``statistic``, ``null_mean``, ``p`` and ``n_perm``."""
-    names = list(scores)
+def aggregate_test(ref: ModelRef, scores: Mapping[str, torch.Tensor], cfg: MoeConfig) -> dict[str, float]:
+    """Permutation test of the mean concentration over all tasks and clustered layers: every layer's
+    labels shuffled independently in each draw (the same permutations as :func:`run_moefication`).
+    Returns ``statistic``, ``null_mean``, ``p`` and ``n_perm``."""
+    labels = moe_labels(ref, cfg.layers(_n_layers(scores)), cfg)
     obs, null = 0.0, np.zeros(cfg.n_perm)
     for layer, lab in labels.items():
-        k = max(1, int(cfg.frac * len(lab)))
-        sel = np.stack([scores[t][layer].topk(k).indices.numpy() for t in names])
+        sel = _selections(scores, layer, len(lab), cfg.frac)
         obs += concentration(sel, lab, cfg.n_clusters).mean()
         null += concentration(sel, permuted_labels(lab, cfg.n_perm, _perm_seed(cfg, layer)), cfg.n_clusters).mean(1)
     n = len(labels)

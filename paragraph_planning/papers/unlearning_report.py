@@ -354,15 +354,22 @@ def verdict_table(findings: Sequence[Finding]) -> Any:
 
 
 def power_prose(findings: Sequence[Finding], min_effect: float) -> Prose:
-    """What the samples can detect, against the smallest effect of interest."""
+    """What the samples can detect, against the smallest effect of interest, and the sample that would.
+
+    The MDE shrinks as ``1/√n``, so detecting ``min_effect`` takes about ``n · (mde / min_effect)²`` units.
+    """
     diffs = [f for f in findings if f.unit in ("forget − retain drop", "selectivity gap") and math.isfinite(f.mde)]
     if not diffs:
         return Prose("")
     worst = max(diffs, key=lambda f: f.mde)
     fine = sum(f.mde <= min_effect for f in diffs)
-    return Prose("Of the {n} claims about differences of drops, {fine} can detect a difference of {eff:.0%} with 80 % "
-                 "power at their sample; the least sensitive (" + worst.claim + ") detects {worst:.1%}.", n=len(diffs),
-                 fine=fine, eff=min_effect, worst=worst.mde)
+    text = ("Of the {n} claims about differences of drops, {fine} can detect a difference of {eff:.0%} with 80 % power "
+            "at their sample; the least sensitive (" + worst.claim + ", {units} evaluation units) detects {worst:.1%}")
+    values = dict(n=len(diffs), fine=fine, eff=min_effect, worst=worst.mde, units=worst.interval.n)
+    if worst.mde > min_effect > 0:
+        text += ", and would need about {needed:,} units to detect {eff:.0%}"
+        values["needed"] = int(math.ceil(worst.interval.n * (worst.mde / min_effect) ** 2))
+    return Prose(text + ".", **values)
 
 
 def summary_prose(findings: Sequence[Finding]) -> Prose:
