@@ -13,17 +13,18 @@ hook site (``blocks.{i}.{site}``). Each holds, per neuron:
 How it is computed. :func:`collect_stats` runs only the blocks up to the last hooked layer
 (:meth:`~paragraph_planning.core.hooks.HookedModel.run_body`): statistics never need logits. Each
 update is reduced in chunks of about 2**18 values (1 MiB of float32, so a chunk and its scratch stay in
-a core's cache): per chunk, float32 sums of ``x - c``, ``(x - c)**2`` (``c`` the chunk's float32 mean),
-``|x|``, ``sqrt|x|`` and ``x > 0``, and the minimum and maximum. After the whole update is checked for
-NaN/inf, the chunks are merged into float64 accumulators, mean and variance with the pairwise formula
-of Chan et al., so ``var`` stays accurate when ``|mean| >> std``. Histogram bin indices are written
-column group by column group (``_GROUP`` neurons) and counted with one ``torch.bincount`` per group,
-so the counters being incremented stay in cache. On the CPU an update is split between
-:data:`REDUCTION_THREADS` threads (default: as many as torch uses), each running torch single-threaded
-on its own chunks and column groups: small memory-bound operations scale badly with torch's own
-threads (each waits for the slowest thread, which on a machine busy with other work made them 4-15
-times slower), while whole chunks per thread do not, and a thread that waits for the others sleeps
-instead of spinning. The results do not depend on the number of threads.
+a core's cache), an even number of them (two threads get equal shares): per chunk, float32 sums of
+``x - c``, ``(x - c)**2`` (``c`` the chunk's float32 mean), ``|x|``, ``sqrt|x|`` and ``x > 0``, and the
+minimum and maximum. After the whole update is checked for NaN/inf, the chunks are merged into float64
+accumulators, mean and variance with the pairwise formula of Chan et al., so ``var`` stays accurate
+when ``|mean| >> std``. Histogram bin indices are written column group by column group (``_GROUP``
+neurons) and counted with one ``torch.bincount`` per group, so the counters being incremented stay in
+cache. On the CPU an update is split between :data:`REDUCTION_THREADS` threads (default: as many as
+torch uses), each running torch single-threaded on its own chunks and column groups: small memory-bound
+operations scale badly with torch's own threads (each waits for the slowest thread, which on a machine
+busy with other work made them 4-15 times slower), while whole chunks per thread do not, and a thread
+that waits for the others sleeps instead of spinning (the pilot's binning is shared the same way). The
+results do not depend on the number of threads.
 
 Histogram range. It is fixed after a pilot (the first ``pilot`` non-empty updates): the per-neuron
 ``[min, max]`` of the pilot, widened by 1% of its span on each side (by 1% of ``max(|x|, 1)`` for a
@@ -44,9 +45,9 @@ about its own size (bin indices of at most 2**22 values at a time).
 """
 from __future__ import annotations
 
-from contextlib import nullcontext
+from contextlib import contextmanager
 from os import PathLike
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import pandas as pd
 import torch
@@ -131,21 +132,24 @@ class NeuronStats:
         x = x.detach()
         if x.device != self._mean.device:
             self._to(x.device)
-        cpu = x.device.type == "cpu"
-        threads = (REDUCTION_THREADS or torch.get_num_threads()) if cpu else 1
-        with torch_threads(1) if cpu else nullcontext():
+        with _single_threaded(x.device) as threads:
             part = self._reduce_all(x, threads)
             self._sample(x)
             self._commit(part)
             if self._lo is None:
                 if self._updates >= self.pilot:
-                    self._fix_range(x)
+                    self._fix_range(x, threads)
                 else:
                     self._pilot_data.append(x.clone())
 
+    def _step(self, rows: int) -> int:
+        """Tokens per work chunk: about ``_CHUNK`` values, in an even number of chunks (two threads share them evenly)."""
+        k = -(-rows * self.n_neurons // _CHUNK)
+        return -(-rows // (k + k % 2)) if k > 1 else rows
+
     def _reduce_all(self, x: torch.Tensor, threads: int) -> Partials:
         """Partial results of the whole update (``threads`` threads); raises on NaN/inf before binning it."""
-        n, step = self.n_neurons, max(1, _CHUNK // self.n_neurons)
+        n, step = self.n_neurons, self._step(x.shape[0])
         chunks = ranges(x.shape[0], step)
         binned = self._lo is not None and self.bins > 1
         part = Partials(step, torch.tensor([len(r) for r in chunks], dtype=torch.float64, device=x.device),
@@ -168,19 +172,19 @@ class NeuronStats:
 
         Writes only the slices of ``part`` and ``index`` that belong to these chunks (threads share them).
         """
-        work = torch.empty((len(chunks[0]), self.n_neurons), dtype=torch.float32, device=x.device)
-        copy = None if x.dtype == torch.float32 else torch.empty_like(work)
+        work = torch.empty((2, len(chunks[0]), self.n_neurons), dtype=torch.float32, device=x.device)
+        copy = None if x.dtype == torch.float32 else torch.empty_like(work[0])
         for r in chunks:
             i, m, c = r.start // part.step, len(r), x[r.start: r.stop]
             if copy is not None:
                 c = copy[:m].copy_(c)
-            w, s = work[:m], part.sums[i]
+            w, v, s = work[0, :m], work[1, :m], part.sums[i]
             centre = torch.sum(c, 0, out=part.centre[i]).div_(m)  # chunk-centred sums: exact variance
             torch.sub(c, centre, out=w)
             torch.sum(w, 0, out=s[0])  # ~0; makes the chunk's mean exact (shifted-data formula)
             torch.sum(w.square_(), 0, out=s[1])
             torch.sum(torch.abs(c, out=w), 0, out=s[2])
-            torch.sum(w.sqrt_(), 0, out=s[3])
+            torch.sum(torch.sqrt(w, out=v), 0, out=s[3])  # out of place: faster than sqrt_
             torch.sum(torch.gt(c, 0, out=w), 0, out=s[4])
             torch.amin(c, 0, out=part.low[i])  # amin/amax propagate NaN
             torch.amax(c, 0, out=part.high[i])
@@ -237,25 +241,34 @@ class NeuronStats:
         self.count = n
         self._updates += 1
 
-    def _fix_range(self, x: torch.Tensor | None = None) -> None:
-        """End the pilot: fix ``lo``/``hi`` from min/max seen so far and histogram the pilot's data (and ``x``)."""
+    def _fix_range(self, x: torch.Tensor | None = None, threads: int = 1) -> None:
+        """End the pilot: fix ``lo``/``hi`` from min/max seen so far and histogram the pilot's data (and ``x``).
+
+        Call it with this thread's torch threads set to 1 (``threads`` threads share the binning).
+        """
         span = self._max - self._min
         pad = _MARGIN * torch.where(span > 0, span, self._max.abs().clamp_min(1.0))
         lo = (self._min - pad).float().double()  # representable in float32, so x - lo is exact or nearly
         self._set_range(lo, self._max + pad)
-        step = max(1, _CHUNK // self.n_neurons)
         for data in [*self._pilot_data, *([] if x is None else [x])]:
             if self.bins == 1:  # every value lands in the one bin
                 self._hist += data.shape[0]
                 continue
-            for block in ranges(data.shape[0], max(step, _BLOCK // self.n_neurons // step * step)):
-                index = self._index(len(block), data.device)
-                work = torch.empty((step, self.n_neurons), device=data.device)
-                for r in ranges(len(block), step):
-                    c = data[block.start + r.start: block.start + r.stop].float()
-                    self._bin_index(c, work[: len(r)], index, r.start)
-                self._count(index.groups, self._hist)
+            chunks = ranges(data.shape[0], self._step(data.shape[0]))
+            per_block = max(1, _BLOCK // (len(chunks[0]) * self.n_neurons))
+            for b in range(0, len(chunks), per_block):
+                block = chunks[b: b + per_block]
+                index = self._index(block[-1].stop - block[0].start, data.device)
+                run_split(block, lambda share: self._bin_rows(data, share, index, block[0].start), threads)
+                run_split(index.groups, lambda share: self._count(share, self._hist), threads)
         self._pilot_data = []
+
+    def _bin_rows(self, x: torch.Tensor, chunks: Sequence[range], index: BinIndex, first_row: int) -> None:
+        """Bin indices of the rows ``chunks`` of ``x`` into ``index`` (which starts at row ``first_row``)."""
+        work = torch.empty((len(chunks[0]), self.n_neurons), dtype=torch.float32, device=x.device)
+        for r in chunks:
+            c = x[r.start: r.stop].float()
+            self._bin_index(c, work[: len(r)], index, r.start - first_row)
 
     def _set_range(self, lo: torch.Tensor, hi: torch.Tensor) -> None:
         self._lo, self._hi = lo, hi
@@ -276,9 +289,9 @@ class NeuronStats:
         # Several tokens may draw the same slot; the last one wins, as in the sequential algorithm.
         owner = torch.full((k,), -1, dtype=torch.int64).scatter_reduce_(0, slot[take], take, reduce="amax")
         dest = (owner >= 0).nonzero().flatten()
-        src = owner[dest]
-        self._res[dest.to(x.device)] = x[src.to(x.device)].to(self._res.dtype)
-        self._res_index[dest.to(x.device)] = (src + self.count).to(x.device)
+        src, dest = owner[dest].to(x.device), dest.to(x.device)
+        self._res.index_copy_(0, dest, x.index_select(0, src).to(self._res.dtype))  # row copies, no gather
+        self._res_index[dest] = src + self.count
 
     def _to(self, device: torch.device) -> None:
         for key in _STATE:
@@ -295,7 +308,8 @@ class NeuronStats:
     def _ranged(self) -> tuple[torch.Tensor, torch.Tensor]:
         self._checked(self._mean)
         if self._lo is None:
-            self._fix_range()
+            with _single_threaded(self._mean.device) as threads:
+                self._fix_range(None, threads)
         return self._lo, self._hi  # type: ignore[return-value]
 
     @property
@@ -408,6 +422,17 @@ class NeuronStats:
         return s
 
 
+@contextmanager
+def _single_threaded(device: torch.device) -> Iterator[int]:
+    """Torch single-threaded in this thread (on the CPU); yields the number of reduction threads to use."""
+    if device.type != "cpu":
+        yield 1
+        return
+    threads = REDUCTION_THREADS or torch.get_num_threads()  # read before this thread drops to one
+    with torch_threads(1):
+        yield threads
+
+
 def save_stats(stats: Mapping[str, NeuronStats], path: str | PathLike) -> None:
     """Save ``{name: NeuronStats}`` (e.g. from :func:`collect_stats`) to one file with :func:`torch.save`.
 
@@ -502,13 +527,13 @@ def collect_stats(
                           pilot=pilot_batches, seed=seed, name=name)
         for name in model.hook_names(sites, layers)
     }
-    keep: torch.Tensor | None = None  # [batch * pos] bool, non-padding positions of the current batch
+    keep: torch.Tensor | None = None  # row indices of the current batch's non-padding positions (None: all)
 
     def hook_for(s: NeuronStats) -> Callable[..., None]:
         def fn(act: torch.Tensor, *, hook: HookPoint) -> None:
             act = act.detach() if positions is None else act.detach()[:, list(positions)]
             x = act.reshape(-1, s.n_neurons)
-            s.update(x if keep is None else x[keep.to(x.device)])
+            s.update(x if keep is None else x.index_select(0, keep.to(x.device)))  # row copies, no mask gather
 
         return fn
 
@@ -524,7 +549,7 @@ def collect_stats(
             mask = inputs.get("attention_mask")
             if mask is not None and positions is not None:
                 mask = mask[:, list(positions)]
-            keep = None if mask is None else mask.reshape(-1).bool()
+            keep = None if mask is None or bool(mask.all()) else mask.reshape(-1).nonzero().flatten()
             model.run_body(**inputs, last_layer=last)  # no head, no later blocks: statistics need no logits
             bar.set_postfix(tokens=first.count, refresh=False)
     if first.count == 0:
