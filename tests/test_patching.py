@@ -164,6 +164,9 @@ def test_text_config_validates_with_the_valid_choices():
     with pytest.raises(ValueError, match="copies"):
         TextConfig(copies=0)
     assert TextConfig(copies=10, oversample=1.5).attempts == 15 and TextConfig(topics=["a", "b"]).topics == ("a", "b")
+    for bad in ("wiki-en", ["Rome"], ["Rome", "Rome"], ["Rome", ""]):
+        with pytest.raises(ValueError, match="builtin.*at least two topic names"):
+            TextConfig(topics=bad)
 
 
 def test_forced_texts_keep_the_generated_ids(model, monkeypatch):

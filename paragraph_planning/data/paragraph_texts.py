@@ -108,6 +108,9 @@ class TextConfig:
         _choice("break_mode", self.break_mode, BreakMode)
         if isinstance(self.topics, list):
             object.__setattr__(self, "topics", tuple(self.topics))
+        if isinstance(self.topics, str) and self.topics != "builtin" or not isinstance(self.topics, str) and (
+                len(set(self.topics)) < 2 or not all(isinstance(t, str) and t.strip() for t in self.topics)):
+            raise ValueError(f"topics must be 'builtin' or a list of at least two topic names, got {self.topics!r}.")
         for name, low in (("n_prompts", 1), ("copies", 1), ("min_words", 2), ("para_tokens", 1), ("batch_size", 1)):
             if int(getattr(self, name)) < low:
                 raise ValueError(f"{name} must be >= {low}, got {getattr(self, name)}.")
