@@ -53,7 +53,7 @@ def test_one_parameters_cell_first(chapter):
     assert parameters.declared_parameters(chapter, ROOT), f"{chapter.name}: the parameters cell assigns nothing"
 
 
-@pytest.mark.parametrize("profile", ["full", "tiny"])
+@pytest.mark.parametrize("profile", ["full", "tiny", "workshop"])
 def test_profiles_cover_the_toc(profile):
     assert profile in PROFILES, f"book/params.yml has no {profile!r} profile"
     names = {c.name for c in CHAPTERS}
@@ -63,7 +63,7 @@ def test_profiles_cover_the_toc(profile):
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=ids)
-@pytest.mark.parametrize("profile", ["full", "tiny"])
+@pytest.mark.parametrize("profile", ["full", "tiny", "workshop"])
 def test_profile_keys_are_declared_parameters(chapter, profile):
     declared = parameters.declared_parameters(chapter, ROOT)
     unknown = set(PROFILES.get(profile, {}).get(chapter.name) or {}) - set(declared)
@@ -91,7 +91,7 @@ def _tiny_values(chapter: chs.Chapter) -> dict:
     return parameters.resolve(chapter, "tiny", None, ROOT)
 
 
-@pytest.mark.parametrize("profile", ["full", "tiny"])
+@pytest.mark.parametrize("profile", ["full", "tiny", "workshop"])
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=ids)
 def test_defaults_and_profile_values_pass_the_declared_types(chapter, profile, request):
     if (chapter.name, profile) in TYPES_PENDING:

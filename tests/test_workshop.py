@@ -26,7 +26,7 @@ from paragraph_planning.workshop.notebooks import (
     SOLUTION_TAG,
     STUB_TAG,
     SolutionLeakError,
-    chapter_draft,
+    exercise_page,
     insert_exercises,
 )
 from paragraph_planning.workshop.registry import CHAPTERS
@@ -377,10 +377,12 @@ def test_insert_exercises_at_the_end_of_a_section():
 
 
 @pytest.mark.parametrize("stem", list(CHAPTERS.values()))
-def test_drafts_are_generated_from_the_registry(stem):
+def test_exercise_pages_are_generated_from_the_registry(stem):
     path = ROOT / "book" / "exercises" / f"{stem}.md"
-    assert path.exists(), "run paragraph_planning.workshop.notebooks.write_drafts('book/exercises')"
-    assert path.read_text() == chapter_draft(stem), f"{path.name} is stale: regenerate it with write_drafts"
+    hint = "regenerate: python -c 'from paragraph_planning.workshop.notebooks import write_exercise_pages as w; w(\".\")'"
+    assert path.exists(), hint
+    assert path.read_text() == exercise_page(stem), f"{path.name} is stale; {hint}"
+    assert path.read_text().count("{exercise-start}") == len(exercises(stem)) >= 3
 
 
 def test_config_and_requirements_enable_sphinx_exercise():
@@ -483,3 +485,56 @@ def test_instructor_page_matches_the_registry_and_the_makefile():
     nodeps = re.search(r"^NODEPS := (.*?)(?<!\\)$", (ROOT / "Makefile").read_text(), re.M | re.S).group(1)
     listed = re.search(r"pip download --no-deps (.*?) -d wheels/", page, re.S).group(1)
     assert sorted(nodeps.replace("\\", " ").split()) == sorted(listed.replace("\\", " ").split())
+
+
+def test_instructor_page_lists_every_exercise_and_quotes_real_commands():
+    """The exercise list is the registry's; every command the page quotes parses, names a chapter and a profile."""
+    import shlex
+
+    from paragraph_planning.book import chapters as chs
+    from paragraph_planning.book.cli import make_parser
+    from paragraph_planning.workshop.notebooks import EXERCISE_LIST, exercise_list
+
+    page = (ROOT / "book" / "instructor.md").read_text()
+    start, end = page.index(EXERCISE_LIST[0]), page.index(EXERCISE_LIST[1]) + len(EXERCISE_LIST[1])
+    assert page[start:end] == exercise_list(), "stale exercise list: paste exercise_list() between the markers"
+    for ex in EXERCISES.values():
+        assert f"| {ex.id} | " in page[start:end] and f"`{ex.check_name}`" in page[start:end], ex.id
+    commands = re.findall(r"python -m paragraph_planning ([^`\n]+)", page)
+    assert {"build --student", "run ablation --profile workshop"} <= {c.strip() for c in commands}
+    profiles = chs.load_profiles(ROOT)
+    for command in commands:
+        args = make_parser().parse_args(shlex.split(command.split("#")[0]))
+        if args.command == "run":
+            chs.find_chapter(args.chapter, ROOT)
+        if args.command != "list":
+            assert args.profile in profiles, command
+    assert {chs.find_chapter(c, ROOT).name for c in re.findall(r"run (\w+) --profile workshop", page)} == {
+        c.name for c in chs.chapters(ROOT)}
+    toc = chs.toc_files(ROOT)
+    assert "book/instructor" in toc and all(f"book/exercises/{stem}" in toc for stem in CHAPTERS.values())
+
+
+def test_workshop_profile_uses_real_models_and_no_ladder():
+    from paragraph_planning.book import chapters as chs
+
+    profile = chs.load_profiles(ROOT)["workshop"]
+    assert set(profile) == {c.name for c in chs.chapters(ROOT)}
+    for chapter, values in profile.items():
+        models = [v for k, v in values.items() if k == "model" or k.endswith("_model")]
+        models += [m for k, v in values.items() if k.endswith("_models") for m in v]
+        assert models and not any(str(m).startswith("tiny") for m in models), (chapter, models)
+    assert profile["01_paragraph_planning"]["ladder"] == []
+
+
+# Chapters whose notebooks do not yet link their exercise page (their helpers were editing them when the pages
+# were added). The lead removes each name when he adds the link (strict: a linked chapter still listed fails).
+EXERCISE_LINK_PENDING = {"00_getting_started", "01_paragraph_planning", "02_ablation", "03_modularity", "04_unlearning"}
+
+
+@pytest.mark.parametrize("stem", list(CHAPTERS.values()))
+def test_chapter_links_its_exercise_page(stem, request):
+    if stem in EXERCISE_LINK_PENDING:
+        request.applymarker(pytest.mark.xfail(strict=True, reason="pending: the lead adds the link"))
+    nb = nbformat.read(str(ROOT / "book" / f"{stem}.ipynb"), as_version=4)
+    assert any(f"exercises/{stem}" in c.source for c in nb.cells if c.cell_type == "markdown"), stem

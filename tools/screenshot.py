@@ -5,6 +5,7 @@
     python tools/screenshot.py book/00_getting_started.html --height 6000
     python tools/screenshot.py "book/00_getting_started.html#patch-one-position-one-layer" --height 1800
     python tools/screenshot.py --html /tmp/html --out /tmp/shots --check --no-png
+    python tools/screenshot.py "book/exercises/02_ablation.html#ex-02-1" --click ".solution .admonition-title"
 
 For each page it writes ``<out>/<page>.png`` and prints what drew in the browser: vega charts
 (``svg.marks`` per ``pp-vega`` div), typeset math (``mjx-container``) and widgets. ``--check``
@@ -65,16 +66,36 @@ def inspect(page: Path, budget_ms: int = 15000) -> dict[str, int]:
     }
 
 
+CLICK_JS = """<script>window.addEventListener("load", function () { setTimeout(function () {
+  document.querySelectorAll(%s).forEach(function (e) { e.click(); }); }, 300); });</script>"""
+
+
 def screenshot(
     page: Path, png: Path, width: int, height: int, budget_ms: int = 15000, fragment: str = "", top: int = 0,
+    click: str = "",
 ) -> None:
     """Screenshot of ``width`` x ``height`` pixels of the page, from a section (``fragment``) or ``top`` px down.
 
     Headless Chromium draws a blank page when it scrolls to a fragment itself, so a scrolled
-    view is taken through a wrapper page holding the book page in an iframe.
+    view is taken through a wrapper page holding the book page in an iframe. ``click``: a CSS
+    selector whose elements are clicked once the page has loaded (e.g. ``".solution .admonition-title"``
+    opens the collapsed solutions); the page is then shown from a copy beside it, deleted afterwards.
     """
     png.parent.mkdir(parents=True, exist_ok=True)
     png.unlink(missing_ok=True)
+    copy = page.with_name(f".pp-shot-{page.name}")
+    if click:
+        import json
+
+        copy.write_text(page.read_text().replace("</body>", CLICK_JS % json.dumps(click) + "</body>", 1))
+        page = copy
+    try:
+        _shoot(page, png, width, height, budget_ms, fragment, top)
+    finally:
+        copy.unlink(missing_ok=True)
+
+
+def _shoot(page: Path, png: Path, width: int, height: int, budget_ms: int, fragment: str, top: int) -> None:
     with tempfile.TemporaryDirectory(prefix="pp-shot-") as tmp:
         target = _uri(page, fragment)
         if fragment or top:
@@ -115,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=int, default=15000, help="virtual time for scripts, ms")
     parser.add_argument("--check", action="store_true", help="exit 1 if something did not render")
     parser.add_argument("--no-png", action="store_true", help="only inspect the rendered DOM")
+    parser.add_argument("--click", default="", help="CSS selector clicked after load (\".solution .admonition-title\" "
+                                                    "opens collapsed solutions); adds .clicked to the PNG's name")
     args = parser.parse_args(argv)
     targets = [(args.html / p.partition("#")[0], p.partition("#")[2]) for p in args.pages]
     targets = targets or [(p, "") for p in sorted((args.html / "book").rglob("*.html"))]
@@ -130,9 +153,10 @@ def main(argv: list[str] | None = None) -> int:
         summary = ", ".join(f"{k}={v}" for k, v in report.items())
         line = f"{page.relative_to(args.html)}: {summary}" + (f"  PROBLEM: {'; '.join(issues)}" if issues else "")
         if not args.no_png:
-            tag = (f".{fragment}" if fragment else "") + (f".{args.top}px" if args.top else "")
+            tag = (f".{fragment}" if fragment else "") + (f".{args.top}px" if args.top else "") + (
+                ".clicked" if args.click else "")
             png = args.out / page.relative_to(args.html).with_suffix(f"{tag}.png")
-            screenshot(page, png, args.width, args.height, args.budget, fragment, args.top)
+            screenshot(page, png, args.width, args.height, args.budget, fragment, args.top, args.click)
             line += f"  -> {png}"
         print(line, flush=True)
     return 1 if failed and args.check else 0

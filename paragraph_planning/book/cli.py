@@ -13,6 +13,8 @@ from .parameters import CliText
 EPILOG = """examples:
   python -m paragraph_planning build                      # the whole book, offline models -> _build/html
   python -m paragraph_planning build --profile tiny       # tiny random models, seconds per chapter
+  python -m paragraph_planning build --student            # the student book: no solutions -> _build/student-html
+  python -m paragraph_planning run ablation --profile workshop   # one chapter, sized for a class (<= 5 min, 2 cores)
   python -m paragraph_planning run getting_started -p patch_layer 4 -p model gemma3-270m
   python -m paragraph_planning list                       # chapters, parameters, types, defaults
 
@@ -20,7 +22,8 @@ A run that fails or is interrupted (Ctrl-C) leaves the previous page and HTML as
 """
 
 
-def main(argv: list[str] | None = None) -> int:
+def make_parser() -> argparse.ArgumentParser:
+    """The command line's parser (tests check the commands the book's pages quote against it)."""
     parser = argparse.ArgumentParser(
         prog="python -m paragraph_planning", description="Build the book or re-run one chapter.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -28,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--profile", default="full", help="profile of book/params.yml (full, tiny; default full)")
+        p.add_argument("--profile", default="full", help="profile of book/params.yml (full, workshop, tiny; default full)")
         p.add_argument("--out", type=Path, default=None, help="folder for the HTML (default _build/html)")
         p.add_argument("--staging", type=Path, default=None, help="staging copy of the book (default _staging)")
         p.add_argument("--no-html", action="store_true", help="execute only; do not render the HTML")
@@ -40,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     common(b)
     b.add_argument("--reuse", action="store_true",
                    help="skip chapters whose source, parameters and package code are unchanged since their last run")
+    b.add_argument("--student", action="store_true",
+                   help="render the student book (solutions removed, stubs empty) into _build/student-html")
     r = sub.add_parser("run", help="execute one chapter with changed parameters, then re-render the HTML")
     r.add_argument("chapter", help="stem (02_ablation), alias (ablation) or unique part of a name")
     r.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
@@ -48,13 +53,17 @@ def main(argv: list[str] | None = None) -> int:
     li = sub.add_parser("list", help="chapters and their parameters with defaults, types and profile values")
     li.add_argument("--root", type=Path, default=book.ROOT, help="the book's folder (default: this repository)")
 
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
     try:
         if args.command == "list":
             print(book.describe(args.root))
         elif args.command == "build":
             book.build(args.profile, args.out, root=args.root, staging=args.staging, reuse=args.reuse,
-                       html=not args.no_html, wait=not args.no_wait)
+                       html=not args.no_html, wait=not args.no_wait, student=args.student)
         else:
             overrides = {k: CliText(v) for k, v in args.parameter}
             book.run(args.chapter, overrides, args.profile, args.out, root=args.root, staging=args.staging,

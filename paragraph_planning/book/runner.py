@@ -10,7 +10,8 @@ Pipeline (``python -m paragraph_planning build``, or ``run CHAPTER -p NAME VALUE
    time, and papermill executes each chapter there (:mod:`.execution`): into a temporary file that
    replaces the chapter's page only when every cell succeeded, with the provenance and "Run this
    chapter" boxes appended (:mod:`.provenance`). A failed or interrupted run keeps the previous page.
-3. ``jupyter-book build`` renders the staging copy with ``execute_notebooks: "off"`` and the
+3. ``jupyter-book build`` renders the staging copy (``build --student``: its student version, see
+   :mod:`.student`) with ``execute_notebooks: "off"`` and the
    HTML replaces ``_build/html`` (or ``--out``) in one rename (:mod:`.html`).
 
 Adding a chapter: write ``book/NN_name.ipynb`` with its first code cell tagged ``parameters``
@@ -32,6 +33,7 @@ from .execution import Interrupted, Progress, book_lock, execute, stage
 from .html import build_html
 from .parameters import check_parameters, declared_parameters, full_values, resolve
 from .provenance import append_boxes, read_events
+from .student import student_tree
 
 STAGING = "_staging"
 
@@ -99,12 +101,16 @@ def execute_all(root: Path, staging: Path, profile: str, *, reuse: bool = False,
 
 def build(
     profile: str = "full", out: Path | str | None = None, *, root: Path = ROOT, staging: Path | str | None = None,
-    reuse: bool = False, html: bool = True, wait: bool = True,
+    reuse: bool = False, html: bool = True, wait: bool = True, student: bool = False,
 ) -> Path | None:
-    """Execute every chapter with ``profile`` and render the HTML; returns the path of ``index.html``."""
+    """Execute every chapter with ``profile`` and render the HTML; returns the path of ``index.html``.
+
+    ``student``: render the student book instead (no solutions, empty stubs; :mod:`.student`) from
+    ``<staging>-student`` into ``out`` (default ``_build/student-html``); the chapters execute as usual.
+    """
     root = Path(root)
     staging = Path(staging or root / STAGING).absolute()
-    out = Path(out) if out else root / "_build" / "html"
+    out = Path(out) if out else root / "_build" / ("student-html" if student else "html")
     t0 = time.perf_counter()
     chs = chapters(root)
     check_profile(root, profile, chs)
@@ -112,8 +118,9 @@ def build(
     with book_lock(staging, f"build --profile {profile}", wait=wait):
         stage(root, staging)
         execute_all(root, staging, profile, reuse=reuse, params=params)
-        index = build_html(staging, out) if html else None
-    print(f"Book built in {time.perf_counter() - t0:.0f} s")
+        rendered = student_tree(staging) if student else staging
+        index = build_html(rendered, out) if html else None
+    print(f"{'Student book' if student else 'Book'} built in {time.perf_counter() - t0:.0f} s")
     return index
 
 

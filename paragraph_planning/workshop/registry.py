@@ -176,7 +176,7 @@ EXERCISES: dict[str, Exercise] = dict([
         "`counts.argmax(dim=1)` gives the fullest bin (the first one on ties); its centre is the mean of its two "
         "edges, `edges[i, top]` and `edges[i, top + 1]` (`edges.gather(1, ...)` does it for all neurons).",
         "All checks pass. For skewed neurons the peak lies far from the mean: compare `stats.peak` with "
-        "`stats.mean` for the neurons of the explorer below.",
+        "`stats.mean` for the neurons of the chapter's neuron explorer.",
         so.peak_from_histogram, ab.check_peak_from_histogram, where="after the neuron histograms"),
     _ex("02.2", "Implement peak ablation", 2, 3, 10,
         "Write `peak_ablation_hook(stats, neurons)`: a hook function that replaces the given neurons of a site "
