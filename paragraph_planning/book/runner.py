@@ -33,7 +33,6 @@ from .execution import Interrupted, Progress, book_lock, execute, stage
 from .html import build_html
 from .parameters import check_parameters, declared_parameters, full_values, resolve
 from .provenance import append_boxes, read_events
-from .student import student_tree
 
 STAGING = "_staging"
 
@@ -118,7 +117,11 @@ def build(
     with book_lock(staging, f"build --profile {profile}", wait=wait):
         stage(root, staging)
         execute_all(root, staging, profile, reuse=reuse, params=params)
-        rendered = student_tree(staging) if student else staging
+        rendered = staging
+        if student:
+            from .student import student_tree  # imports the workshop (torch): only a student build needs it
+
+            rendered = student_tree(staging)
         index = build_html(rendered, out) if html else None
     print(f"{'Student book' if student else 'Book'} built in {time.perf_counter() - t0:.0f} s")
     return index
