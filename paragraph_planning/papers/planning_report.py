@@ -403,17 +403,21 @@ def summary_prose(dec: pd.DataFrame, ret: pd.DataFrame, model: str) -> Prose:
     claim = _component(dec, "claim")
     if claim is None:
         return Prose("")
-    fmt, spec = _component(dec, "format"), _component(dec, "paragraph-specific")
+    fmt, topic, spec = (_component(dec, c) for c in ("format", "topic", "paragraph-specific"))
     t = ret[ret["condition"] == "transferred"]
+    carried = [name for name, c in (("format", fmt), ("topic", topic)) if c is not None and c.reading == "present"]
     values = {"model": model, "claim": said(claim.verdict),
               "fmt": fmt.reading if fmt is not None else "not measured",
+              "topic": topic.reading if topic is not None else "not measured",
               "spec": spec.reading if spec is not None else "not measured",
-              "retr": t["reading"].iloc[0] if len(t) else "not measured"}
-    text = ("For {model}, the paper's claim {claim}; the format component is {fmt}; the paragraph-specific "
-            "component is {spec} by distance and {retr} by retrieval within a prompt.")
-    if claim.verdict == "holds" and fmt is not None and fmt.reading == "present" and values["spec"] != "present":
-        text += (" So the transplant works here, but mostly as a generic state (a paragraph of prose about to start), "
-                 "which is what the shuffled control alone would have shown.")
-    elif values["spec"] == "present":
+              "retr": t["reading"].iloc[0] if len(t) else "not measured",
+              "carried": " and ".join(carried)}
+    text = ("For {model}, the paper's claim {claim}; the format component is {fmt} and the topic component {topic}; "
+            "the paragraph-specific component is {spec} by distance and {retr} by retrieval within a prompt.")
+    if values["spec"] == "present":
         text += " So the break carries a plan for this particular paragraph, beyond its format and topic."
+    elif claim.verdict == "holds" and carried:
+        text += (" So the transplant works here, and what the controls can pin on it is its {carried}; a plan for this "
+                 "particular paragraph beyond them is not shown by distance"
+                 + (", though retrieval within a prompt finds some." if values["retr"] == "present" else "."))
     return Prose(text, **values)

@@ -1,0 +1,34 @@
+"""Chapter 01's closing paragraph says what the verdicts say: every present component, nothing more."""
+from __future__ import annotations
+
+import pandas as pd
+
+from paragraph_planning.papers import planning_report as R
+
+UND = "undetermined at this n"
+
+
+def _dec(**readings):
+    return pd.DataFrame([{"component": c.replace("_", "-"), "reading": r, "verdict": r} for c, r in readings.items()])
+
+
+def _ret(reading):
+    return pd.DataFrame([{"condition": "transferred", "reading": reading}])
+
+
+def test_summary_names_every_present_component_and_the_retrieval_result():
+    text = str(R.summary_prose(_dec(claim="holds", format="present", topic="present", paragraph_specific=UND),
+                               _ret("present"), "m"))
+    assert "what the controls can pin on it is its format and topic" in text
+    assert "not shown by distance, though retrieval within a prompt finds some." in text
+    text = str(R.summary_prose(_dec(claim="holds", format="present", topic=UND, paragraph_specific=UND), _ret(UND), "m"))
+    assert "pin on it is its format;" in text and "retrieval within a prompt finds" not in text
+    assert "topic component undetermined" in text
+
+
+def test_summary_claims_a_paragraph_plan_only_when_it_is_present():
+    text = str(R.summary_prose(_dec(claim="holds", format="present", topic="present", paragraph_specific="present"),
+                               _ret(UND), "m"))
+    assert "carries a plan for this particular paragraph" in text
+    text = str(R.summary_prose(_dec(claim="does not hold", format=UND, topic=UND, paragraph_specific=UND), _ret(UND), "m"))
+    assert "So the" not in text
