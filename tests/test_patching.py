@@ -383,3 +383,18 @@ def test_ladder_model_runs_the_decomposition_on_another_architecture():
     assert len(table) == 2 * len(r.decomposition) and set(table.model) == {"tiny-gemma3"}
     with pytest.raises(ValueError, match="auto"):
         planning_ladder.LadderConfig(source="web")
+
+
+def test_auto_source_is_chat_for_models_with_a_chat_template_else_lead():
+    from types import SimpleNamespace
+
+    from paragraph_planning.data.paragraph_texts import resolve_source
+
+    def fake(template):
+        return SimpleNamespace(tokenizer=SimpleNamespace(chat_template=template))
+
+    assert resolve_source(fake("{{ messages }}"), "auto") == "chat"
+    assert resolve_source(fake(None), "auto") == "lead"
+    assert resolve_source(fake(None), "wiki") == "wiki"
+    with pytest.raises(ValueError, match="chat"):
+        resolve_source(fake(None), "chatty")

@@ -32,3 +32,22 @@ def test_summary_claims_a_paragraph_plan_only_when_it_is_present():
     assert "carries a plan for this particular paragraph" in text
     text = str(R.summary_prose(_dec(claim="does not hold", format=UND, topic=UND, paragraph_specific=UND), _ret(UND), "m"))
     assert "So the" not in text
+
+
+def _retrieval(copies_min, copies_max, chance):
+    return pd.DataFrame([{"condition": "transferred", "hit_at_1": 0.4, "chance": chance, "excess": 0.17, "lo": 0.05,
+                          "hi": 0.3, "p": 0.005, "reading": "present", "copies_min": copies_min,
+                          "copies_max": copies_max}])
+
+
+def test_retrieval_prose_names_the_range_of_copies_when_prompts_differ():
+    assert "Among the 3 to 5 paragraphs 2" in str(R.retrieval_prose(_retrieval(3, 5, 0.229)))
+    assert "Among the 5 paragraphs 2" in str(R.retrieval_prose(_retrieval(5, 5, 0.2)))
+
+
+def test_ladder_rows_keep_the_claim_verdict():
+    dec = pd.DataFrame([{"component": "claim", "contrast": "neutral − transferred", "estimate": 0.06, "lo": 0.03,
+                         "hi": 0.09, "mde": 0.04, "n": 35, "clusters": 8, "verdict": "holds", "reading": "present",
+                         "model": "gemma3-270m"}])
+    shown = R.findings_display(dec, by_model=True)
+    assert shown.index.tolist() == ["gemma3-270m: claim"] and shown["reading"].tolist() == ["holds"]

@@ -76,6 +76,18 @@ LEAD_SKIP = ("Uncategorized",)
 """Wikipedia topics not used for lead prompts (no common subject)."""
 
 
+def resolve_source(model: HookedModel, source: str) -> str:
+    """``source`` itself, or for ``"auto"``: ``"chat"`` when the model's tokenizer has a chat template, else ``"lead"``.
+
+    A base model has no chat template and answers no requests (asked for two paragraphs it mostly
+    repeats or extends the request), so it continues Wikipedia leads instead.
+    """
+    if source == "auto":
+        return "chat" if getattr(model.tokenizer, "chat_template", None) else "lead"
+    _choice("source", source, Source)
+    return source
+
+
 def _choice(kind: str, value: Any, literal: Any) -> None:
     if value not in get_args(literal):
         raise ValueError(unknown(kind, value, get_args(literal)))

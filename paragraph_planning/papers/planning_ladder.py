@@ -13,7 +13,7 @@ from typing import Literal, get_args
 import pandas as pd
 
 from ..core.models import load_model
-from ..data.paragraph_texts import TextConfig, TextSet, make_texts
+from ..data.paragraph_texts import TextConfig, TextSet, make_texts, resolve_source
 from ..util import unknown
 from .planning import PlanningConfig, run_planning
 from .planning_metrics import ScoreConfig, decomposition, score_rows
@@ -65,7 +65,7 @@ def run_ladder_model(name: str, text_cfg: TextConfig, cfg: PlanningConfig, ladde
                      score: ScoreConfig = ScoreConfig()) -> LadderResult:
     """Texts, probe, conditions (no ``neutral+K``) and decomposition of one model (all generation cached)."""
     model = load_model(name, device=ladder.device)
-    src = ladder.source if ladder.source != "auto" else ("chat" if getattr(model.tokenizer, "chat_template", None) else "lead")
+    src = resolve_source(model, ladder.source)
     tcfg = replace(text_cfg, source=src, copies=ladder.copies)
     probe = None
     if src == "chat" and ladder.probe:

@@ -319,6 +319,7 @@ def retrieval(scored: pd.DataFrame, cfg: ScoreConfig = ScoreConfig(),
         f = assess(f"{cond} retrieves the {target} paragraph 2", excess)
         rows.append({"condition": cond, "target": target, "hit_at_1": float(hits.mean()), "chance": float(chance.mean()),
                      "excess": excess.estimate, "lo": excess.lo, "hi": excess.hi, "n": len(d),
+                     "copies_min": int(d["n_copies"].min()), "copies_max": int(d["n_copies"].max()),
                      "clusters": excess.n_clusters, "mde": f.mde, "p": perm["p"], "reading": READING[f.verdict]})
     return pd.DataFrame(rows)
 

@@ -127,10 +127,14 @@ def distance_chart(rows: pd.DataFrame, title: str = "") -> alt.FacetChart:
     ).resolve_scale(x="independent")
 
 
-def findings_display(dec: pd.DataFrame) -> pd.DataFrame:
-    """The decomposition as the chapter shows it: one row per component, numbers as text."""
+def findings_display(dec: pd.DataFrame, by_model: bool = False) -> pd.DataFrame:
+    """The decomposition as the chapter shows it: one row per component, numbers as text.
+
+    ``by_model``: rows are named ``model: component`` (a :func:`~.planning_ladder.ladder_table`).
+    """
     return pd.DataFrame({
-        "component": dec["component"], "contrast (distance)": dec["contrast"],
+        "component": dec["model"] + ": " + dec["component"] if by_model else dec["component"],
+        "contrast (distance)": dec["contrast"],
         "estimate [95 % CI]": [ci(r.estimate, r.lo, r.hi) for r in dec.itertuples()],
         "MDE": dec["mde"].map(lambda x: f"{x:.3f}"), "texts": dec["n"], "prompts": dec["clusters"],
         "reading": [r.verdict if r.component == "claim" else r.reading for r in dec.itertuples()],
@@ -214,10 +218,12 @@ def retrieval_prose(ret: pd.DataFrame) -> Prose:
     if not len(t):
         return Prose("No retrieval test: it needs several texts per prompt.")
     r = t.iloc[0]
-    p = Prose("**Retrieval within a prompt.** Among the {m:.0f} paragraphs 2 of its prompt, a transferred output is "
+    lo, hi = (int(r.copies_min), int(r.copies_max)) if "copies_min" in ret else (round(1 / r.chance),) * 2
+    m = f"{lo}" if lo == hi else f"{lo} to {hi}"
+    p = Prose("**Retrieval within a prompt.** Among the {m} paragraphs 2 of its prompt, a transferred output is "
               "nearest to its own in {hit:.1%} of texts against {chance:.1%} by chance (excess {excess}, {p}): "
               "the paragraph-specific content is **{reading}** by this test.",
-              m=1 / r.chance, hit=r.hit_at_1, chance=r.chance, excess=ci(r.excess, r.lo, r.hi), p=fmt_p(r.p),
+              m=m, hit=r.hit_at_1, chance=r.chance, excess=ci(r.excess, r.lo, r.hi), p=fmt_p(r.p),
               reading=r.reading)
     s = ret[ret["condition"] == "same-prompt"]
     if len(s):
