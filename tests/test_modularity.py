@@ -332,3 +332,15 @@ def test_block_sums_pool_to_collect_stats(tiny_cache):
         name = vit.hook_names("mlp.pre_out")[0]
         assert counts.sum() == ref[name].count and (counts.sum() == 6) == (policy == "cls")
         assert torch.allclose(sums.sum(0)[0] / counts.sum(), ref[name].mean_abs.double(), rtol=1e-5, atol=1e-7)
+
+
+def test_overlap_chart_carries_every_cell_past_altairs_row_guard():
+    from paragraph_planning.papers import modularity_report as rep
+
+    tasks = [f"t{i}" for i in range(20)]
+    rows = [{"task_a": a, "task_b": b, "relation": "pair", "overlap": 0.1, "null": 0.05, "chance": 0.01, "frac": f,
+             "selection": s, "weights": w}
+            for a in tasks for b in tasks for f in (0.01, 0.02, 0.05, 0.1) for s in ("global", "per layer")
+            for w in ("trained", "random init")]
+    spec = rep.overlap_chart(pd.DataFrame(rows), tasks).to_dict()  # 6,400 rows: over altair's default 5,000
+    assert len(spec["data"]["values"]) == 6400

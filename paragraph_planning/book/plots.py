@@ -61,6 +61,10 @@ def _book_renderer(spec: dict, **_: Any) -> dict[str, str]:
 alt.renderers.register(RENDERER, _book_renderer)
 
 
+MAX_ROWS = 50_000
+"""Largest data frame a chart may embed in a page (altair's own limit is 5,000 rows)."""
+
+
 def setup(renderer: str | None = None) -> None:
     """Enable the theme and a renderer.
 
@@ -71,6 +75,9 @@ def setup(renderer: str | None = None) -> None:
     altair's warning that it merged the identical selections is silenced.
     """
     warnings.filterwarnings("ignore", message="Automatically deduplicated selection parameter", category=UserWarning)
+    # Interactive charts carry every menu choice's data in the page; altair refuses frames over 5,000
+    # rows, which a full-profile chart can pass. Keep a guard, at ten times that.
+    alt.data_transformers.enable("default", max_rows=MAX_ROWS)
     alt.theme.enable(THEME)
     alt.renderers.enable(renderer or (RENDERER if os.environ.get(BOOK_ENV) else "default"))
 

@@ -6,6 +6,7 @@ the verdicts; the notebook only calls these functions.
 """
 from __future__ import annotations
 
+import json
 import math
 from typing import Any, Sequence
 
@@ -103,14 +104,16 @@ def overlap_chart(table: pd.DataFrame, order: Sequence[str], title: str = "", si
     """
     import altair as alt
 
-    df = table.copy()
+    df = table[["task_a", "task_b", "relation", "overlap", "null", "chance", "frac", "selection", "weights"]]
     fracs = sorted(float(f) for f in df.frac.unique())
     pick = alt.param(name="frac_shown", value=fracs[len(fracs) // 2],
                      bind=alt.binding_select(options=fracs, labels=[f"{f:.0%}" for f in fracs],
                                              name="top fraction of neurons per task: "))
     sels = list(dict.fromkeys(df.selection))
     pick_sel = alt.param(name="selection_shown", value=sels[0], bind=alt.binding_select(options=sels, name="selection: "))
-    chart = alt.Chart(df).mark_rect().encode(
+    # Inline values: every fraction, selection and weights label travels with the page for the menus
+    # (20 tasks: 6,400 cells), past altair's 5,000-row guard for data frames.
+    chart = alt.Chart(alt.Data(values=json.loads(df.to_json(orient="records")))).mark_rect().encode(
         x=alt.X("task_b:N", sort=list(order), title=None),
         y=alt.Y("task_a:N", sort=list(order), title=None),
         color=alt.Color("overlap:Q", title="|A∩B| / k", scale=alt.Scale(scheme="viridis")),
