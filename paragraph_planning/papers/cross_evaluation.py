@@ -141,7 +141,13 @@ def text_sets(model: Any, task: Task, cfg: CrossConfig) -> dict[str, EvalSet]:
     """Tuning rows (forget-pool training documents) and evaluation rows (test documents) of a text task."""
     out = {}
     for use, (split, pool, n) in {"tune": ("train", "forget", cfg.tune_size), "eval": ("test", None, cfg.eval_size)}.items():
-        rows, unit = spread_rows(task.pieces(split, pool), model.tokenizer, n, cfg.seq_len, seed=cfg.seed)
+        try:
+            rows, unit = spread_rows(task.pieces(split, pool), model.tokenizer, n, cfg.seq_len, seed=cfg.seed)
+        except ValueError as err:
+            size = "tune_size" if use == "tune" else "eval_size"
+            raise ValueError(f"Task {task.name!r}, {split} documents: {err} Lower {size} (the chapter's "
+                             f"{'tune_tokens' if use == 'tune' else 'eval_tokens'}) or leave this task out of the "
+                             f"cross-evaluation.") from None
         out[use] = EvalSet(rows, unit, np.full(len(rows), cfg.seq_len - 1))
     return out
 
