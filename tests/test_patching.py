@@ -398,3 +398,10 @@ def test_auto_source_is_chat_for_models_with_a_chat_template_else_lead():
     assert resolve_source(fake(None), "wiki") == "wiki"
     with pytest.raises(ValueError, match="chat"):
         resolve_source(fake(None), "chatty")
+
+
+def test_donors_without_a_category_disjoint_prompt_say_what_to_change():
+    texts = pd.DataFrame({"prompt_id": [0, 0, 1, 1], "category_a": ["arts", "arts", "arts", "arts"],
+                          "category_b": ["food", "food", "sport", "sport"]})
+    with pytest.raises(ValueError, match=r"Text 0 \(prompt 0, categories \['arts', 'food'\]\).*n_prompts"):
+        patching.donors(texts)

@@ -211,8 +211,11 @@ def donors(texts: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     for i in range(len(texts)):
         pool = [j for j in range(len(texts)) if prompt[j] != prompt[i] and not (cats[j] & cats[i])]
         if not pool:
-            raise ValueError(f"Text {i} has no text of another topic category to take a break from: the shuffled "
-                             "control needs prompts whose topic categories differ.")
+            raise ValueError(f"Text {i} (prompt {prompt[i]}, categories {sorted(cats[i])}) has no text of another "
+                             f"topic category to take a break from: the shuffled control needs, for every prompt, "
+                             f"another prompt that shares none of its categories, and the {len(set(prompt.tolist()))} "
+                             f"prompts left after the texts were made have none. Use more prompts (n_prompts) or "
+                             f"another seed.")
         shuffled[i] = rng.choice(pool)
     return pd.DataFrame({"transferred": np.arange(len(texts)), "same-prompt": same, "shuffled": shuffled})
 
