@@ -237,6 +237,9 @@ def test_provenance_box_names_models_changes_cache_and_a_command_that_reproduces
     assert "`tiny-llama` (float32, cpu, weights `abc123`, loaded in 0.0 s)" in box and "torch 9.9, transformers 8.8" in box
     assert "1 loaded from the cache (neuron-stats)" in box and "1 computed and stored (curves; 12 s)" in box
     assert "1 min 23 s" in box and "not a git checkout" in box
+    started = provenance.provenance_markdown(chapter, "tiny", full, base, declared, events, 83.0, tmp_path,
+                                             git="commit `0123456789ab`")
+    assert "commit `0123456789ab`" in started and "not a git checkout" not in started  # the state when the run began
     assert "| `x` | `3` | `3` |  |" in box and "| `name` | `'c d'` | `'a b'` | **yes** |" in box
     run = provenance.run_markdown(chapter, "tiny", full, base, declared)
     cmd = next(line for line in run.splitlines() if line.startswith("python -m paragraph_planning run"))

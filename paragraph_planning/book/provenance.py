@@ -130,14 +130,14 @@ def _duration(seconds: float) -> str:
 
 def provenance_markdown(chapter: Chapter, profile: str, values: Mapping[str, Any], profile_values: Mapping[str, Any],
                         declared: Mapping[str, Parameter], events: list[dict[str, Any]], seconds: float,
-                        root: Path) -> str:
-    """The provenance box (MyST Markdown)."""
+                        root: Path, git: str | None = None) -> str:
+    """The provenance box (MyST Markdown). ``git``: :func:`git_state` read when the run started (default: now)."""
     model_events = [e for e in events if e.get("event") == "model"]
     first = model_events[0] if model_events else {}
     devices = sorted({f"{e.get('device')} ({e.get('hardware')})" for e in model_events}) or ["no model loaded"]
     rows = [
         ("Models", "; ".join(_models(events)) or "none loaded"),
-        ("Package", f"paragraph_planning {_version('paragraph_planning')}, {git_state(root)}"),
+        ("Package", f"paragraph_planning {_version('paragraph_planning')}, {git or git_state(root)}"),
         ("Libraries", f"torch {first.get('torch') or _version('torch')}, transformers "
                       f"{first.get('transformers') or _version('transformers')}, Python {sys.version.split()[0]}"),
         ("Device", ", ".join(devices)),
@@ -194,11 +194,12 @@ def run_markdown(chapter: Chapter, profile: str, values: Mapping[str, Any], prof
 
 def append_boxes(nb: Any, chapter: Chapter, profile: str, values: Mapping[str, Any],
                  profile_values: Mapping[str, Any], declared: Mapping[str, Parameter],
-                 events: list[dict[str, Any]], seconds: float, root: Path) -> None:
-    """Append (or replace) the two boxes at the end of the executed notebook ``nb``."""
+                 events: list[dict[str, Any]], seconds: float, root: Path, git: str | None = None) -> None:
+    """Append (or replace) the two boxes at the end of the executed notebook ``nb`` (``git``: see
+    :func:`provenance_markdown`)."""
     import nbformat
 
     nb.cells = [c for c in nb.cells if TAG not in c.metadata.get("tags", [])]
-    for text in (provenance_markdown(chapter, profile, values, profile_values, declared, events, seconds, root),
+    for text in (provenance_markdown(chapter, profile, values, profile_values, declared, events, seconds, root, git),
                  run_markdown(chapter, profile, values, profile_values, declared)):
         nb.cells.append(nbformat.v4.new_markdown_cell(text, metadata={"tags": [TAG]}))

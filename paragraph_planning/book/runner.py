@@ -32,7 +32,7 @@ from .chapters import ROOT, Chapter, chapters, check_profile, find_chapter, load
 from .execution import Interrupted, Progress, book_lock, execute, stage
 from .html import build_html
 from .parameters import check_parameters, declared_parameters, full_values, resolve
-from .provenance import append_boxes, read_events
+from .provenance import append_boxes, git_state, read_events
 
 STAGING = "_staging"
 
@@ -73,13 +73,14 @@ def execute_chapter(
         return None
     declared = declared_parameters(chapter, root)
     base = profile_parameters(profile, chapter, root)
+    started = git_state(root)  # the code the chapter runs; a commit made during a long run must not claim it
 
     def finish(nb: Any, events: Path, seconds: float) -> None:
         nb.metadata["paragraph_planning"] = {
             "stamp": stamp, "profile": profile, "parameters": json.loads(json.dumps(dict(params), default=str)),
             "seconds": round(seconds, 1)}
         append_boxes(nb, chapter, profile, full_values(chapter, params, root), base, declared,
-                     read_events(events), seconds, root)
+                     read_events(events), seconds, root, started)
 
     return execute(chapter, params, staging, root, progress=progress, finish=finish)
 
