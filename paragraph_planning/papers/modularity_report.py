@@ -127,8 +127,10 @@ def overlap_chart(table: pd.DataFrame, order: Sequence[str], title: str = "", si
 
 
 def overlap_prose(boot: pd.DataFrame, findings: Sequence[tuple[str, str, Finding]], model: str, frac: float,
-                  level: float = 0.95) -> Prose:
-    """What the overlaps say for one model: each weights label and selection against its null and ceiling."""
+                  level: float = 0.95, pool: str = "general text") -> Prose:
+    """What the overlaps say for one model: each weights label and selection against its null and ceiling.
+
+    ``pool``: what the pseudo-tasks are drawn from, as the sentence names it (e.g. "mixed images")."""
     parts = []
     by = {(w, s, f.unit): f for w, s, f in findings}
     for (w, sel), _ in boot.groupby(["weights", "selection"], sort=False):
@@ -139,9 +141,9 @@ def overlap_prose(boot: pd.DataFrame, findings: Sequence[tuple[str, str, Finding
         rel_null = _word(above, "more than", "less than", "not distinguishably more than")
         rel_ceiling = _word(below, "well below", "not below", "not distinguishably below")
         p = Prose("**{model}, {weights}, {selection} top {frac:.0%}.** Two different tasks share {cross}; two "
-                  "pseudo-tasks of general text share {null}; two halves of one task share {ceiling}. Task sets "
+                  "pseudo-tasks of {pool} share {null}; two halves of one task share {ceiling}. Task sets "
                   "overlap {rel_null} the null and sit {rel_ceiling} the ceiling.",
-                  model=model, weights=w, selection=sel, frac=frac, cross=_ci(iv["cross"]), null=_ci(iv["null"]),
+                  model=model, weights=w, selection=sel, frac=frac, pool=pool, cross=_ci(iv["cross"]), null=_ci(iv["null"]),
                   ceiling=_ci(iv["ceiling"]), rel_null=rel_null, rel_ceiling=rel_ceiling)
         family = by.get((w, sel, "within − between"))
         if family is not None:
