@@ -51,3 +51,11 @@ def test_ladder_rows_keep_the_claim_verdict():
                          "model": "gemma3-270m"}])
     shown = R.findings_display(dec, by_model=True)
     assert shown.index.tolist() == ["gemma3-270m: claim"] and shown["reading"].tolist() == ["holds"]
+
+
+def test_every_text_source_is_described_on_the_page():
+    from typing import get_args
+
+    from paragraph_planning.data.paragraph_texts import Source
+
+    assert set(R.SOURCES) == set(get_args(Source))

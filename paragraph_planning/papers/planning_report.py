@@ -37,9 +37,20 @@ def ci(est: float, lo: float, hi: float, spec: str = ".3f") -> str:
 
 
 # ----------------------------------------------------------------------------- texts
-def texts_prose(ts: TextSet, model: str, probe: TextSet | None = None) -> Prose:
-    """How many texts and prompts, what was dropped, how many breaks were the model's own, and (with
-    ``probe``) how often the model writes exactly two paragraphs on request."""
+SOURCES = {
+    "chat": "the model answers a request for two paragraphs",
+    "lead": "the model continues the first sentence of a Wikipedia lead (a base model answers no requests)",
+    "wiki": "real Wikipedia leads, cut in two (no generation)",
+}
+"""How :func:`texts_prose` describes each text source."""
+
+
+def texts_prose(ts: TextSet, model: str, probe: TextSet | None = None, source: str | None = None) -> Prose:
+    """How many texts and prompts (and, given ``source``, where they come from), what was dropped, how
+    many breaks were the model's own, and (with ``probe``) how often the model writes exactly two
+    paragraphs on request."""
+    intro = Prose("Texts from the `{source}` source: {how}.", source=source, how=SOURCES.get(source, source)) \
+        if source else Prose("")
     copies = ts.texts.groupby("prompt_id").size()
     natural = int(ts.texts["natural"].sum())
     p = Prose("**{model}**: {report} Copies per prompt: {cmin} to {cmax}. In {natural} of the {n} texts "
@@ -47,6 +58,7 @@ def texts_prose(ts: TextSet, model: str, probe: TextSet | None = None) -> Prose:
               model=model, report=ts.report(), cmin=int(copies.min()) if len(copies) else 0,
               cmax=int(copies.max()) if len(copies) else 0, natural=natural, n=len(ts.splits),
               natural_share=natural / max(len(ts.splits), 1))
+    p = intro + p if source else p
     return p + probe_prose(probe) if probe is not None else p
 
 
