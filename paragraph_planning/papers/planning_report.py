@@ -49,8 +49,6 @@ def texts_prose(ts: TextSet, model: str, probe: TextSet | None = None, source: s
     """How many texts and prompts (and, given ``source``, where they come from), what was dropped, how
     many breaks were the model's own, and (with ``probe``) how often the model writes exactly two
     paragraphs on request."""
-    intro = Prose("Texts from the `{source}` source: {how}.", source=source, how=SOURCES.get(source, source)) \
-        if source else Prose("")
     copies = ts.texts.groupby("prompt_id").size()
     natural = int(ts.texts["natural"].sum())
     p = Prose("**{model}**: {report} Copies per prompt: {cmin} to {cmax}. In {natural} of the {n} texts "
@@ -58,7 +56,8 @@ def texts_prose(ts: TextSet, model: str, probe: TextSet | None = None, source: s
               model=model, report=ts.report(), cmin=int(copies.min()) if len(copies) else 0,
               cmax=int(copies.max()) if len(copies) else 0, natural=natural, n=len(ts.splits),
               natural_share=natural / max(len(ts.splits), 1))
-    p = intro + p if source else p
+    if source:
+        p = Prose("Texts from the `{source}` source: {how}.", source=source, how=SOURCES.get(source, source)) + p
     return p + probe_prose(probe) if probe is not None else p
 
 
@@ -230,7 +229,7 @@ def retrieval_prose(ret: pd.DataFrame) -> Prose:
     if not len(t):
         return Prose("No retrieval test: it needs several texts per prompt.")
     r = t.iloc[0]
-    lo, hi = (int(r.copies_min), int(r.copies_max)) if "copies_min" in ret else (round(1 / r.chance),) * 2
+    lo, hi = int(r.copies_min), int(r.copies_max)
     m = f"{lo}" if lo == hi else f"{lo} to {hi}"
     p = Prose("**Retrieval within a prompt.** Among the {m} paragraphs 2 of its prompt, a transferred output is "
               "nearest to its own in {hit:.1%} of texts against {chance:.1%} by chance (excess {excess}, {p}): "
