@@ -389,6 +389,13 @@ def _kernels_of(pid: int) -> list[int]:
     return found
 
 
+def _as_in_a_terminal() -> None:
+    """SIGINT at its default, as for a command typed in a terminal. A job started with ``&`` by a
+    non-interactive shell (``make test &``, ``nohup ... &`` in a script) inherits SIGINT *ignored*, and
+    Python then installs no KeyboardInterrupt handler: the run would finish and exit 0."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.book
 def test_ctrl_c_on_a_tiny_run_leaves_no_partial_page(tmp_path):
     staging = tmp_path / "staging"
@@ -398,7 +405,8 @@ def test_ctrl_c_on_a_tiny_run_leaves_no_partial_page(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([PY, "-m", "paragraph_planning", "run", "getting_started", "--profile", "tiny",
                              "--no-html", "--staging", str(staging)], env=env, cwd=ROOT, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                            preexec_fn=_as_in_a_terminal)
     try:
         seen = ""
         while "Hook sites (cell" not in seen:  # the kernel is running the chapter
