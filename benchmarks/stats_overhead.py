@@ -15,10 +15,13 @@ is binned). Printed: per-batch times, the median per-batch ratio and the ratio o
 body (target <= 1.15x) and against the logits pass, in wall-clock time and in CPU time (all threads).
 On a machine shared with other work only the CPU-time ratios mean anything, and only with
 ``--threads 1`` (two threads waiting for each other on a busy machine burn CPU time). Run it more
-than once. ``--reduction-threads`` sets :data:`~paragraph_planning.core.statistics.REDUCTION_THREADS`.
+than once. ``--kernels unfused`` measures the path without the compiled kernels of
+:mod:`paragraph_planning.core.fused` (the default uses them when ``torch.compile`` works);
+``--reduction-threads`` sets :data:`~paragraph_planning.core.statistics.REDUCTION_THREADS` (unfused path).
+The kernels are compiled before the timed batches (a one-off per process, printed separately).
 
     python benchmarks/stats_overhead.py [--tokens 16384] [--batch 8] [--seq 256] [--threads N]
-                                        [--reduction-threads N] [--profile]
+                                        [--kernels fused|unfused] [--reduction-threads N] [--profile]
 """
 from __future__ import annotations
 
@@ -32,6 +35,7 @@ from typing import Callable, Iterator
 import torch
 
 from paragraph_planning import HookedModel, load_model
+from paragraph_planning.core import fused
 from paragraph_planning.core import statistics as stats_module
 from paragraph_planning.core.statistics import collect_stats
 
@@ -118,10 +122,13 @@ def main() -> None:
                     help="torch threads (default: all); 1 gives CPU times that mean something on a loaded machine")
     ap.add_argument("--reduction-threads", type=int, default=stats_module.REDUCTION_THREADS,
                     help="threads that reduce the statistics (default: the package's, as many as --threads)")
+    ap.add_argument("--kernels", choices=("fused", "unfused"), default="fused",
+                    help="fused: the compiled kernels (falls back, with a warning, where torch.compile fails)")
     ap.add_argument("--profile", action="store_true", help="then profile one batch (body alone, with statistics)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     stats_module.REDUCTION_THREADS = args.reduction_threads
+    fused.FUSED = None if args.kernels == "fused" else False
 
     model, twin = load_model("smollm2-135m"), load_model("smollm2-135m")
     batches = stdlib_batches(model.tokenizer, args.tokens, args.batch, args.seq)
@@ -132,6 +139,10 @@ def main() -> None:
           f"{args.reduction_threads or torch.get_num_threads()}", flush=True)
     for m in (model, twin):
         m(batches[0][:1])  # warm-up, not timed
+    t0 = time.perf_counter()
+    collect_stats(model, [batches[0][:2], batches[0][2:4]], progress=False)  # compiles the kernels: not timed
+    kernels = "fused (torch.compile)" if fused.active(batches[0].float()) else "unfused"
+    print(f"statistics kernels: {kernels}; warm-up (compilation) {time.perf_counter() - t0:.1f} s", flush=True)
 
     report(interleaved(model, twin, batches))
     if args.profile:

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from paragraph_planning import load_model
+from paragraph_planning.core import fused
 from paragraph_planning.core import statistics as st
 from paragraph_planning.core.hooks import UnknownHookError
 from paragraph_planning.core.statistics import (
@@ -16,6 +17,7 @@ from paragraph_planning.core.statistics import (
     save_stats,
     stats_frame,
 )
+from paragraph_planning.util import torch_threads
 
 SITES = ("attn.pre_out", "mlp.pre_out")
 
@@ -286,10 +288,15 @@ def test_stats_frame_is_one_row_per_neuron():
 GOLDEN = Path(__file__).parent / "data" / "stats_before_issue17.pt"
 EXACT = ("count", "frac_pos", "min", "max", "lo", "hi", "hist", "peak", "reservoir", "reservoir_index")
 ROUNDED = ("mean", "var", "std", "mean_abs", "mean_sqrt_abs", "rms")  # float32 chunk sums: equal to rounding
-# Work layouts: chunk values, values per index block, neurons per column group, reduction threads.
-LAYOUTS = {"default": {}, "two threads": {"REDUCTION_THREADS": 2},
-           "small chunks, blocks and groups": {"_CHUNK": 600, "_BLOCK": 4000, "_GROUP": 16},
-           "ragged groups, three threads": {"_CHUNK": 1000, "_BLOCK": 9000, "_GROUP": 64, "REDUCTION_THREADS": 3}}
+# Work layouts. Fused (compiled) kernels: tokens per chunk, neurons per column group. Unfused path: chunk
+# values, values per binning piece, neurons per column group, reduction threads.
+UNFUSED = {"fused.FUSED": False}
+LAYOUTS = {"default": {},  # fused where torch.compile works (here it must: "fused" layouts require it)
+           "fused, small chunks and ragged groups": {"fused.FUSED": True, "fused.ROWS": 7, "_GROUP": 64},
+           "unfused": UNFUSED, "unfused, two threads": {**UNFUSED, "REDUCTION_THREADS": 2},
+           "unfused, small chunks, pieces and groups": {**UNFUSED, "_CHUNK": 600, "_PIECE": 400, "_GROUP": 16},
+           "unfused, ragged groups, three threads": {**UNFUSED, "_CHUNK": 1000, "_PIECE": 9000, "_GROUP": 64,
+                                                     "REDUCTION_THREADS": 3}}
 
 
 def _golden_inputs():
@@ -306,7 +313,8 @@ def _golden_inputs():
 
 def _layout(monkeypatch, name):
     for key, value in LAYOUTS[name].items():
-        monkeypatch.setattr(st, key, value)
+        module, attr = (fused, key[6:]) if key.startswith("fused.") else (st, key)
+        monkeypatch.setattr(module, attr, value)
 
 
 def _same_state(a, b):
@@ -337,15 +345,37 @@ def test_every_field_equals_the_implementation_before_issue_17(monkeypatch, layo
     assert torch.equal(s.hist, _reference_hist(s, x))
 
 
-def test_threads_and_work_layout_do_not_change_a_bit(monkeypatch):
-    runs = []
-    for layout in LAYOUTS:
+def test_threads_do_not_change_a_bit(monkeypatch):
+    runs = {}
+    for layout in ("unfused", "unfused, two threads"):
         with monkeypatch.context() as m:
             _layout(m, layout)
-            runs.append(_golden_run().to_dict())
-    chunked = [r for r, name in zip(runs, LAYOUTS) if "_CHUNK" not in LAYOUTS[name]]
-    for r in chunked[1:]:  # same chunks, other threads: bit for bit
-        _same_state(r, chunked[0])
+            runs[layout] = _golden_run().to_dict()
+    _same_state(runs["unfused"], runs["unfused, two threads"])  # same chunks, other threads: bit for bit
+    monkeypatch.setattr(fused, "FUSED", True)
+    for threads in (1, 2):
+        with torch_threads(threads):
+            runs[threads] = _golden_run().to_dict()
+    _same_state(runs[1], runs[2])
+
+
+def test_fused_kernels_fall_back_with_a_warning_where_compiling_fails(monkeypatch):
+    def no_compiler(fn, **kw):
+        raise RuntimeError("no C++ compiler found")
+
+    monkeypatch.setattr(fused, "_compiled", {})
+    monkeypatch.setattr(fused, "_broken", None)
+    monkeypatch.setattr(fused.torch, "compile", no_compiler)
+    with pytest.warns(RuntimeWarning, match="fused statistics kernels are unavailable here .*no C\\+\\+ compiler"):
+        s = _golden_run()
+    assert not fused.active(torch.zeros(1))
+    with monkeypatch.context() as m:
+        _layout(m, "unfused")
+        _same_state(s.to_dict(), _golden_run().to_dict())  # the fallback is the unfused path, bit for bit
+    monkeypatch.setattr(fused, "FUSED", True)
+    monkeypatch.setattr(fused, "_compiled", {})
+    with pytest.raises(RuntimeError, match="no C\\+\\+ compiler"):  # required: the error propagates
+        _golden_run()
 
 
 def test_reduction_threads_leave_the_callers_torch_threads_alone(monkeypatch):
@@ -368,9 +398,10 @@ def test_nan_in_a_later_block_raises_and_changes_nothing(monkeypatch, layout):
     _same_state(s.to_dict(), before)
 
 
+@pytest.mark.parametrize("layout", ["unfused, small chunks, pieces and groups", "fused, small chunks and ragged groups"])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_half_precision_activations_match_direct_computation(monkeypatch, dtype):
-    _layout(monkeypatch, "small chunks, blocks and groups")
+def test_half_precision_activations_match_direct_computation(monkeypatch, dtype, layout):
+    _layout(monkeypatch, layout)
     x = _golden_inputs()[:, 10:].to(dtype)  # leave out the columns that half precision cannot hold
     s = _fed(x, 700, bins=25)
     _assert_matches(s, x.float(), atol=1e-6)

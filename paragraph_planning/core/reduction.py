@@ -1,6 +1,6 @@
 """Helpers of :class:`~paragraph_planning.core.statistics.NeuronStats`' update: float32 partial results
-of one update chunk by chunk, bin indices stored column group by column group, and a small pool of
-single-threaded helper threads that share one update's chunks (see the statistics module's docstring).
+of one update chunk by chunk, and a small pool of single-threaded helper threads that share one
+update's chunks on the unfused path (see the statistics module's docstring).
 """
 from __future__ import annotations
 
@@ -50,20 +50,6 @@ class Partials:
                 f"Activations at {describe(name)} contain NaN or inf (neurons {bad[:8]}"
                 f"{' ...' if len(bad) > 8 else ''}). Check the model's dtype and inputs."
             )
-
-
-@dataclass
-class BinIndex:
-    """Bin indices (neuron in group * bins + bin) of a block of tokens, stored column group by column group.
-
-    ``main`` ``[group, token, neuron in group]`` holds the full groups of ``_GROUP`` neurons, ``rest``
-    ``[token, neuron]`` the remaining neurons; ``groups`` lists ``(columns, [token, neuron] view)``.
-    Counting one group touches only its ``_GROUP * bins`` counters, which stay in a core's cache.
-    """
-
-    main: torch.Tensor | None
-    rest: torch.Tensor | None
-    groups: list[tuple[range, torch.Tensor]]
 
 
 _POOL: tuple[int, int, ThreadPoolExecutor] | None = None  # (process id, workers, pool)

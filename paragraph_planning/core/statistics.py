@@ -12,19 +12,22 @@ hook site (``blocks.{i}.{site}``). Each holds, per neuron:
 
 How it is computed. :func:`collect_stats` runs only the blocks up to the last hooked layer
 (:meth:`~paragraph_planning.core.hooks.HookedModel.run_body`): statistics never need logits. Each
-update is reduced in chunks of about 2**18 values (1 MiB of float32, so a chunk and its scratch stay in
-a core's cache), an even number of them (two threads get equal shares): per chunk, float32 sums of
-``x - c``, ``(x - c)**2`` (``c`` the chunk's float32 mean), ``|x|``, ``sqrt|x|`` and ``x > 0``, and the
-minimum and maximum. After the whole update is checked for NaN/inf, the chunks are merged into float64
-accumulators, mean and variance with the pairwise formula of Chan et al., so ``var`` stays accurate
-when ``|mean| >> std``. Histogram bin indices are written column group by column group (``_GROUP``
-neurons) and counted with one ``torch.bincount`` per group, so the counters being incremented stay in
-cache. On the CPU an update is split between :data:`REDUCTION_THREADS` threads (default: as many as
-torch uses), each running torch single-threaded on its own chunks and column groups: small memory-bound
-operations scale badly with torch's own threads (each waits for the slowest thread, which on a machine
-busy with other work made them 4-15 times slower), while whole chunks per thread do not, and a thread
-that waits for the others sleeps instead of spinning (the pilot's binning is shared the same way). The
-results do not depend on the number of threads.
+update is reduced chunk by chunk: per chunk, float32 sums of ``x - c``, ``(x - c)**2`` (``c`` the
+chunk's float32 mean), ``|x|``, ``sqrt|x|`` and ``x > 0``, and the minimum and maximum. After the
+whole update is checked for NaN/inf, the chunks are merged into float64 accumulators, mean and
+variance with the pairwise formula of Chan et al., so ``var`` stays accurate when ``|mean| >> std``.
+Then the histogram: column group by column group (``_GROUP`` neurons), bin indices
+``neuron in group * bins + bin`` (int16 where they fit) are counted with one ``torch.bincount`` per
+group, so the counters being incremented stay in cache.
+
+On the CPU, two compiled kernels (:mod:`paragraph_planning.core.fused`, ``torch.compile``) do this
+in two passes over the activations, on torch's threads, with chunks of ``fused.ROWS`` tokens. Where
+compiling fails (no C++ compiler, say) a warning names the reason and the unfused path is used: one
+torch operation per statistic, on chunks of about ``_CHUNK`` values (an even number of them), split
+between :data:`REDUCTION_THREADS` single-threaded threads (default: as many as torch uses), the
+histogram read straight from the activations in pieces of at most ``_PIECE`` values per group. Both
+paths give the same extremes, counts and bins; sums differ by float32 rounding. Neither depends on
+the number of threads.
 
 Histogram range. It is fixed after a pilot (the first ``pilot`` non-empty updates): the per-neuron
 ``[min, max]`` of the pilot, widened by 1% of its span on each side (by 1% of ``max(|x|, 1)`` for a
@@ -41,7 +44,7 @@ one :func:`collect_stats` call keeps the same token positions.
 Memory does not grow with the number of tokens: per site it is a few ``[n_neurons]`` vectors,
 the ``[n_neurons, bins]`` histogram, the ``[reservoir, n_neurons]`` float32 reservoir, plus the
 activations of the pilot's updates but its last until the range is fixed. An update's scratch is
-about its own size (bin indices of at most 2**22 values at a time).
+about its own size (the chunk partials) plus a few MiB per thread.
 """
 from __future__ import annotations
 
@@ -54,16 +57,17 @@ import torch
 from tqdm.auto import tqdm
 
 from ..util import torch_threads
+from . import fused
 from .architectures import NEURON_SITES, parse_name, site_of
 from .hooks import HookedModel, HookPoint
-from .reduction import BinIndex, NonFiniteActivationError, Partials, describe, ranges, run_split
+from .reduction import NonFiniteActivationError, Partials, describe, ranges, run_split
 
 __all__ = ["NeuronStats", "NonFiniteActivationError", "REDUCTION_THREADS", "collect_stats", "load_stats", "save_stats",
            "stats_frame"]
 
 _CHUNK = 1 << 18  # values per float32 work chunk (1 MiB: a chunk and its scratch stay in a core's cache)
-_BLOCK = 1 << 22  # bin indices of at most this many values are held before they are counted
-_GROUP = 128  # neurons whose bin indices are stored together: their 128 x bins int64 counters stay in cache
+_PIECE = 1 << 18  # values of one column group binned at a time (float32 and int16 scratch per thread)
+_GROUP = 128  # neurons binned together: their 128 x bins int64 counters stay in cache
 _MARGIN = 0.01  # widening of the pilot range, as a fraction of its span
 REDUCTION_THREADS: int | None = None
 """Threads that reduce one update on the CPU, each single-threaded (None: as many as ``torch.get_num_threads()``)."""
@@ -132,15 +136,30 @@ class NeuronStats:
         x = x.detach()
         if x.device != self._mean.device:
             self._to(x.device)
-        with _single_threaded(x.device) as threads:
-            part = self._reduce_all(x, threads)
+        fast = fused.active(x)
+        if fast:
+            try:
+                part = self._reduce_fused(x)
+            except fused.FusedUnavailable:  # warned once; from now on the unfused path
+                fast = False
+        with _single_threaded(x.device, keep=fast) as threads:
+            if not fast:
+                part = self._reduce_all(x, threads)
             self._sample(x)
             self._commit(part)
-            if self._lo is None:
-                if self._updates >= self.pilot:
-                    self._fix_range(x, threads)
-                else:
-                    self._pilot_data.append(x.clone())
+        if self._lo is None:
+            if self._updates >= self.pilot:
+                self._fix_range(x)
+            else:
+                self._pilot_data.append(x.clone())
+
+    def _reduce_fused(self, x: torch.Tensor) -> Partials:
+        """The partial results of the whole update with the compiled kernels (see :mod:`.fused`)."""
+        part = fused.partials(x)
+        part.check(self.name)  # before a NaN becomes a bin index
+        if self._lo is not None and self.bins > 1:
+            part.counts = fused.counts(x, self._lo32, self._scale, self._local, self.bins)
+        return part
 
     def _step(self, rows: int) -> int:
         """Tokens per work chunk: about ``_CHUNK`` values, in an even number of chunks (two threads share them evenly)."""
@@ -156,21 +175,16 @@ class NeuronStats:
                          *(x.new_empty(shape, dtype=torch.float32)
                            for shape in ((len(chunks), n), (len(chunks), 5, n), (len(chunks), n), (len(chunks), n))),
                          torch.zeros(n * self.bins, dtype=torch.int64, device=x.device) if binned else None)
-        per_block = max(1, _BLOCK // (step * n))  # bin indices of at most _BLOCK values are held at a time
-        for b in range(0, len(chunks), per_block):
-            block = chunks[b: b + per_block]
-            index = self._index(block[-1].stop - block[0].start, x.device) if binned else None
-            run_split(block, lambda share: self._reduce(x, share, part, index, block[0].start), threads)
-            part.check(self.name, slice(b, b + per_block))  # before a NaN becomes a bin index
-            if index is not None:
-                run_split(index.groups, lambda share: self._count(share, part.counts), threads)
+        run_split(chunks, lambda share: self._reduce(x, share, part), threads)
+        part.check(self.name)  # before a NaN becomes a bin index
+        if part.counts is not None:
+            run_split(ranges(n, _GROUP), lambda share: self._bin(x, share, part.counts), threads)
         return part
 
-    def _reduce(self, x: torch.Tensor, chunks: Sequence[range], part: Partials, index: BinIndex | None,
-                first_row: int) -> None:
-        """Float32 partial sums and extremes of ``chunks`` of ``x`` into ``part``, bin indices into ``index``.
+    def _reduce(self, x: torch.Tensor, chunks: Sequence[range], part: Partials) -> None:
+        """Float32 partial sums and extremes of ``chunks`` of ``x`` into ``part``.
 
-        Writes only the slices of ``part`` and ``index`` that belong to these chunks (threads share them).
+        Writes only the slices of ``part`` that belong to these chunks (threads share them).
         """
         work = torch.empty((2, len(chunks[0]), self.n_neurons), dtype=torch.float32, device=x.device)
         copy = None if x.dtype == torch.float32 else torch.empty_like(work[0])
@@ -188,34 +202,28 @@ class NeuronStats:
             torch.sum(torch.gt(c, 0, out=w), 0, out=s[4])
             torch.amin(c, 0, out=part.low[i])  # amin/amax propagate NaN
             torch.amax(c, 0, out=part.high[i])
-            if index is not None:
-                self._bin_index(c, w, index, r.start - first_row)
 
-    def _index(self, rows: int, device: torch.device) -> BinIndex:
-        """Empty bin-index storage for ``rows`` tokens (one allocation)."""
-        flat = torch.empty(rows * self.n_neurons, dtype=self._index_dtype, device=device)
-        full = self.n_neurons // _GROUP
-        main = flat[: full * rows * _GROUP].view(full, rows, _GROUP) if full else None
-        rest = flat[full * rows * _GROUP:].view(rows, -1) if full * _GROUP < self.n_neurons else None
-        groups = [(range(q * _GROUP, (q + 1) * _GROUP), main[q]) for q in range(full)] if main is not None else []
-        return BinIndex(main, rest, groups + ([(range(full * _GROUP, self.n_neurons), rest)] if rest is not None else []))
+    def _bin(self, x: torch.Tensor, groups: Sequence[range], counts: torch.Tensor) -> None:
+        """Add the histogram counts of the column ``groups`` of ``x`` to ``counts`` (flat ``[neuron * bins + bin]``).
 
-    def _bin_index(self, c: torch.Tensor, work: torch.Tensor, index: BinIndex, row: int) -> None:
-        """Bin indices of the float32 rows ``c`` (``work``: scratch of its shape) into ``index`` from ``row``."""
-        m = c.shape[0]
-        pos = torch.sub(c, self._lo32, out=work).mul_(self._scale).clamp_(0, self.bins - 1)  # bin = (x - lo) * scale
-        if index.main is not None:
-            full = index.main.shape[0] * _GROUP
-            index.main[:, row: row + m].copy_(pos[:, :full].view(m, -1, _GROUP).transpose(0, 1)).add_(self._local)
-        if index.rest is not None:
-            width = index.rest.shape[1]
-            index.rest[row: row + m].copy_(pos[:, self.n_neurons - width:]).add_(self._local[:width])
-
-    def _count(self, groups: Sequence[tuple[range, torch.Tensor]], counts: torch.Tensor) -> None:
-        """Add the bin counts of column ``groups`` (from :meth:`_index`) to ``counts`` (flat ``[neuron * bins + bin]``)."""
-        b = self.bins
-        for cols, values in groups:
-            counts[cols.start * b: cols.stop * b] += torch.bincount(values.reshape(-1), minlength=len(cols) * b)
+        Bin ``(x - lo) * scale`` clamped to ``[0, bins - 1]``, in float32; a group's columns are read in
+        pieces of at most ``_PIECE`` values straight from ``x`` (no copy of the update). Writes only the
+        counters of ``groups`` (threads share the groups).
+        """
+        b, rows = self.bins, x.shape[0]
+        step = max(1, _PIECE // _GROUP)
+        size = min(rows, step) * min(_GROUP, self.n_neurons)
+        pos = torch.empty(size, dtype=torch.float32, device=x.device)
+        index = torch.empty(size, dtype=self._index_dtype, device=x.device)
+        for cols in groups:
+            width, lo, scale = len(cols), self._lo32[cols.start: cols.stop], self._scale[cols.start: cols.stop]
+            for r in ranges(rows, step):
+                src = x[r.start: r.stop, cols.start: cols.stop]
+                if src.dtype != torch.float32:  # float64: round first, as the chunks' moments do
+                    src = src.float()
+                p = torch.sub(src, lo, out=pos[: len(r) * width].view(len(r), width)).mul_(scale).clamp_(0, b - 1)
+                i = index[: len(r) * width].view(len(r), width).copy_(p).add_(self._local[:width])
+                counts[cols.start * b: cols.stop * b] += torch.bincount(i.view(-1), minlength=width * b)
 
     def _commit(self, part: Partials) -> None:
         """Fold checked chunk partials into the float64 state (Chan et al. for mean and M2)."""
@@ -241,11 +249,8 @@ class NeuronStats:
         self.count = n
         self._updates += 1
 
-    def _fix_range(self, x: torch.Tensor | None = None, threads: int = 1) -> None:
-        """End the pilot: fix ``lo``/``hi`` from min/max seen so far and histogram the pilot's data (and ``x``).
-
-        Call it with this thread's torch threads set to 1 (``threads`` threads share the binning).
-        """
+    def _fix_range(self, x: torch.Tensor | None = None) -> None:
+        """End the pilot: fix ``lo``/``hi`` from min/max seen so far and histogram the pilot's data (and ``x``)."""
         span = self._max - self._min
         pad = _MARGIN * torch.where(span > 0, span, self._max.abs().clamp_min(1.0))
         lo = (self._min - pad).float().double()  # representable in float32, so x - lo is exact or nearly
@@ -254,21 +259,15 @@ class NeuronStats:
             if self.bins == 1:  # every value lands in the one bin
                 self._hist += data.shape[0]
                 continue
-            chunks = ranges(data.shape[0], self._step(data.shape[0]))
-            per_block = max(1, _BLOCK // (len(chunks[0]) * self.n_neurons))
-            for b in range(0, len(chunks), per_block):
-                block = chunks[b: b + per_block]
-                index = self._index(block[-1].stop - block[0].start, data.device)
-                run_split(block, lambda share: self._bin_rows(data, share, index, block[0].start), threads)
-                run_split(index.groups, lambda share: self._count(share, self._hist), threads)
+            if fused.active(data):
+                try:
+                    self._hist += fused.counts(data, self._lo32, self._scale, self._local, self.bins)
+                    continue
+                except fused.FusedUnavailable:
+                    pass
+            with _single_threaded(data.device) as threads:
+                run_split(ranges(self.n_neurons, _GROUP), lambda share: self._bin(data, share, self._hist), threads)
         self._pilot_data = []
-
-    def _bin_rows(self, x: torch.Tensor, chunks: Sequence[range], index: BinIndex, first_row: int) -> None:
-        """Bin indices of the rows ``chunks`` of ``x`` into ``index`` (which starts at row ``first_row``)."""
-        work = torch.empty((len(chunks[0]), self.n_neurons), dtype=torch.float32, device=x.device)
-        for r in chunks:
-            c = x[r.start: r.stop].float()
-            self._bin_index(c, work[: len(r)], index, r.start - first_row)
 
     def _set_range(self, lo: torch.Tensor, hi: torch.Tensor) -> None:
         self._lo, self._hi = lo, hi
@@ -308,8 +307,7 @@ class NeuronStats:
     def _ranged(self) -> tuple[torch.Tensor, torch.Tensor]:
         self._checked(self._mean)
         if self._lo is None:
-            with _single_threaded(self._mean.device) as threads:
-                self._fix_range(None, threads)
+            self._fix_range(None)
         return self._lo, self._hi  # type: ignore[return-value]
 
     @property
@@ -423,9 +421,12 @@ class NeuronStats:
 
 
 @contextmanager
-def _single_threaded(device: torch.device) -> Iterator[int]:
-    """Torch single-threaded in this thread (on the CPU); yields the number of reduction threads to use."""
-    if device.type != "cpu":
+def _single_threaded(device: torch.device, keep: bool = False) -> Iterator[int]:
+    """Torch single-threaded in this thread (on the CPU); yields the number of reduction threads to use.
+
+    ``keep``: leave torch's threads as they are (the fused kernels use them) and yield 1.
+    """
+    if device.type != "cpu" or keep:
         yield 1
         return
     threads = REDUCTION_THREADS or torch.get_num_threads()  # read before this thread drops to one
