@@ -141,7 +141,7 @@ def main() -> None:
         m(batches[0][:1])  # warm-up, not timed
     t0 = time.perf_counter()
     collect_stats(model, [batches[0][:2], batches[0][2:4]], progress=False)  # compiles the kernels: not timed
-    kernels = "fused (torch.compile)" if fused.active(batches[0].float()) else "unfused"
+    kernels = "fused (torch.compile)" if fused.active(torch.empty(0)) else "unfused"
     print(f"statistics kernels: {kernels}; warm-up (compilation) {time.perf_counter() - t0:.1f} s", flush=True)
 
     report(interleaved(model, twin, batches))

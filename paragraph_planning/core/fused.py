@@ -34,11 +34,7 @@ FUSED: bool | None = None
 ROWS = 128
 """Tokens per chunk of the fused partial moments (float32 sums over at most this many tokens)."""
 _broken: str | None = None  # why compiling failed here (then the unfused path is used)
-_compiled: dict[str, Callable[..., Any]] = {}
-
-
-class FusedUnavailable(RuntimeError):
-    """The compiled kernels failed and :data:`FUSED` is None: the caller redoes the update unfused."""
+_compiled: dict[Callable[..., Any], Callable[..., Any]] = {}
 
 
 def active(x: torch.Tensor) -> bool:
@@ -62,47 +58,57 @@ def _index_kernel(x: torch.Tensor, lo: torch.Tensor, scale: torch.Tensor, local:
     return (pos.to(local.dtype) + local).permute(1, 0, 2).contiguous()
 
 
-def _call(name: str, fn: Callable[..., Any], *args: Any) -> Any:
-    """``fn`` compiled (once per process; dynamic shapes), called on ``args``; raises :class:`FusedUnavailable`.
+def _call(fn: Callable[..., Any], *args: Any, compiled: bool = True) -> Any:
+    """``fn`` on ``args`` without gradients, compiled (once per process; dynamic shapes) unless ``compiled`` is False.
 
-    Past torch's recompilation limit (many shapes or dtypes in one process) dynamo runs ``fn`` as it is.
+    Uncompiled calls serve the odd shapes (a tail chunk, the last, narrower group) without a compilation
+    each. Past torch's recompilation limit (many shapes or dtypes in one process) dynamo runs ``fn`` as it is.
     """
+    if compiled and fn not in _compiled:
+        _compiled[fn] = torch.compile(fn, dynamic=True)
+    with torch.no_grad():  # one grad mode: no recompilation when a caller's differs
+        return (_compiled[fn] if compiled else fn)(*args)
+
+
+def _unavailable(err: Exception) -> None:
+    """Record why compiling failed and warn (once: :func:`active` is False from now on); re-raise if required."""
     global _broken
-    try:
-        if name not in _compiled:
-            _compiled[name] = torch.compile(fn, dynamic=True)
-        with torch.no_grad():  # one grad mode: no recompilation when a caller's differs
-            return _compiled[name](*args)
-    except Exception as err:  # a missing compiler, an unsupported platform, ...
-        if FUSED:
-            raise
-        first = str(err).strip().splitlines()
-        _broken = f"{type(err).__name__}: {first[0] if first else ''}"[:300]
-        warnings.warn(f"The fused statistics kernels are unavailable here ({_broken}); using the unfused torch "
-                      f"path (slower). Set paragraph_planning.core.fused.FUSED = False to skip trying.",
-                      RuntimeWarning, stacklevel=4)
-        raise FusedUnavailable(_broken) from err
+    if FUSED:
+        raise err
+    first = str(err).strip().splitlines()
+    _broken = f"{type(err).__name__}: {first[0] if first else ''}"[:300]
+    warnings.warn(f"The fused statistics kernels are unavailable here ({_broken}); using the unfused torch "
+                  f"path (slower). Set paragraph_planning.core.fused.FUSED = False to skip trying.",
+                  RuntimeWarning, stacklevel=4)
 
 
-def partials(x: torch.Tensor) -> Partials:
-    """:class:`Partials` of ``x`` ``[tokens, neurons]`` in chunks of :data:`ROWS` tokens (the last may be shorter)."""
+def partials(x: torch.Tensor) -> Partials | None:
+    """:class:`Partials` of ``x`` ``[tokens, neurons]`` in chunks of :data:`ROWS` tokens (the last may be shorter).
+
+    None where compiling failed (warned; see :data:`FUSED`).
+    """
     rows, n = x.shape
     full, tail = divmod(rows, ROWS)
     parts = []
-    if full:
-        parts.append(_call("partials", _partials_kernel, x[: full * ROWS].reshape(full, ROWS, n)))
-    if tail:  # uncompiled: the same function, without a compilation per tail length
-        with torch.no_grad():
-            parts.append(_partials_kernel(x[full * ROWS:].reshape(1, tail, n)))
+    try:
+        if full:
+            parts.append(_call(_partials_kernel, x[: full * ROWS].reshape(full, ROWS, n)))
+    except Exception as err:  # a missing compiler, an unsupported platform, ...
+        _unavailable(err)
+        return None
+    if tail:
+        parts.append(_call(_partials_kernel, x[full * ROWS:].reshape(1, tail, n), compiled=False))
     centre, sums, low, high = (torch.cat(t) if len(parts) > 1 else t[0] for t in zip(*parts))
     sizes = torch.tensor([ROWS] * full + ([tail] if tail else []), dtype=torch.float64)
     return Partials(ROWS, sizes, centre, sums, low, high, None)
 
 
-def counts(x: torch.Tensor, lo: torch.Tensor, scale: torch.Tensor, local: torch.Tensor, bins: int) -> torch.Tensor:
+def counts(x: torch.Tensor, lo: torch.Tensor, scale: torch.Tensor, local: torch.Tensor,
+           bins: int) -> torch.Tensor | None:
     """Flat ``[neurons * bins]`` int64 histogram counts of ``x``, in column groups of ``len(local)`` neurons.
 
-    ``local``: ``neuron in group * bins`` (int16 or int32, the dtype of the indices).
+    ``local``: ``neuron in group * bins`` (int16 or int32, the dtype of the indices). None where
+    compiling failed (warned; see :data:`FUSED`).
     """
     rows, n = x.shape
     group = len(local)
@@ -112,12 +118,12 @@ def counts(x: torch.Tensor, lo: torch.Tensor, scale: torch.Tensor, local: torch.
     for start, groups, width in ((0, full, group), (full * group, 1, n - full * group)):
         if groups and width:
             cols = slice(start, start + groups * width)
-            args = (x[:, cols], lo[cols], scale[cols], local[:width], top, groups, width)
-            if start == 0:
-                index = _call("index", _index_kernel, *args)
-            else:  # the last, narrower group: uncompiled (no compilation per width)
-                with torch.no_grad():
-                    index = _index_kernel(*args)
+            try:
+                index = _call(_index_kernel, x[:, cols], lo[cols], scale[cols], local[:width], top, groups, width,
+                              compiled=start == 0)  # the last, narrower group uncompiled
+            except Exception as err:
+                _unavailable(err)
+                return None
             for g in range(groups):
                 first = (start + g * width) * bins
                 out[first: first + width * bins] += torch.bincount(index[g].view(-1), minlength=width * bins)

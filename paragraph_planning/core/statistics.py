@@ -136,14 +136,9 @@ class NeuronStats:
         x = x.detach()
         if x.device != self._mean.device:
             self._to(x.device)
-        fast = fused.active(x)
-        if fast:
-            try:
-                part = self._reduce_fused(x)
-            except fused.FusedUnavailable:  # warned once; from now on the unfused path
-                fast = False
-        with _single_threaded(x.device, keep=fast) as threads:
-            if not fast:
+        part = self._reduce_fused(x) if fused.active(x) else None  # None: compiling failed (warned)
+        with _single_threaded(x.device, keep=part is not None) as threads:
+            if part is None:
                 part = self._reduce_all(x, threads)
             self._sample(x)
             self._commit(part)
@@ -153,12 +148,17 @@ class NeuronStats:
             else:
                 self._pilot_data.append(x.clone())
 
-    def _reduce_fused(self, x: torch.Tensor) -> Partials:
-        """The partial results of the whole update with the compiled kernels (see :mod:`.fused`)."""
+    def _reduce_fused(self, x: torch.Tensor) -> Partials | None:
+        """The partial results of the whole update with the compiled kernels (see :mod:`.fused`); None
+        where compiling failed."""
         part = fused.partials(x)
+        if part is None:
+            return None
         part.check(self.name)  # before a NaN becomes a bin index
         if self._lo is not None and self.bins > 1:
             part.counts = fused.counts(x, self._lo32, self._scale, self._local, self.bins)
+            if part.counts is None:
+                return None
         return part
 
     def _step(self, rows: int) -> int:
@@ -259,12 +259,10 @@ class NeuronStats:
             if self.bins == 1:  # every value lands in the one bin
                 self._hist += data.shape[0]
                 continue
-            if fused.active(data):
-                try:
-                    self._hist += fused.counts(data, self._lo32, self._scale, self._local, self.bins)
-                    continue
-                except fused.FusedUnavailable:
-                    pass
+            got = fused.counts(data, self._lo32, self._scale, self._local, self.bins) if fused.active(data) else None
+            if got is not None:
+                self._hist += got
+                continue
             with _single_threaded(data.device) as threads:
                 run_split(ranges(self.n_neurons, _GROUP), lambda share: self._bin(data, share, self._hist), threads)
         self._pilot_data = []

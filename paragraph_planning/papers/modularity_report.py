@@ -130,7 +130,7 @@ def overlap_prose(boot: pd.DataFrame, findings: Sequence[tuple[str, str, Finding
                   level: float = 0.95, pool: str = "general text") -> Prose:
     """What the overlaps say for one model: each weights label and selection against its null and ceiling.
 
-    ``pool``: what the pseudo-tasks are drawn from, as the sentence names it (e.g. "mixed images")."""
+    ``pool``: what the pseudo-tasks are drawn from, as the sentence names it (e.g. "images of every class")."""
     parts = []
     by = {(w, s, f.unit): f for w, s, f in findings}
     for (w, sel), _ in boot.groupby(["weights", "selection"], sort=False):
