@@ -15,10 +15,10 @@ is binned). Printed: per-batch times, the median per-batch ratio and the ratio o
 body (target <= 1.15x) and against the logits pass, in wall-clock time and in CPU time (all threads).
 On a machine shared with other work only the CPU-time ratios mean anything, and only with
 ``--threads 1`` (two threads waiting for each other on a busy machine burn CPU time). Run it more
-than once. ``--kernels unfused`` measures the path without the compiled kernels of
-:mod:`paragraph_planning.core.fused` (the default uses them when ``torch.compile`` works);
+than once. ``--kernels unfused`` measures the path without the compiled kernel of
+:mod:`paragraph_planning.core.fused` (the default uses it where it builds);
 ``--reduction-threads`` sets :data:`~paragraph_planning.core.statistics.REDUCTION_THREADS` (unfused path).
-The kernels are compiled before the timed batches (a one-off per process, printed separately).
+The kernel is built (or loaded from the cache folder) before the timed batches (printed separately).
 
     python benchmarks/stats_overhead.py [--tokens 16384] [--batch 8] [--seq 256] [--threads N]
                                         [--kernels fused|unfused] [--reduction-threads N] [--profile]
@@ -123,7 +123,7 @@ def main() -> None:
     ap.add_argument("--reduction-threads", type=int, default=stats_module.REDUCTION_THREADS,
                     help="threads that reduce the statistics (default: the package's, as many as --threads)")
     ap.add_argument("--kernels", choices=("fused", "unfused"), default="fused",
-                    help="fused: the compiled kernels (falls back, with a warning, where torch.compile fails)")
+                    help="fused: the compiled C kernel (falls back, with a warning, where it cannot be built)")
     ap.add_argument("--profile", action="store_true", help="then profile one batch (body alone, with statistics)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -140,9 +140,9 @@ def main() -> None:
     for m in (model, twin):
         m(batches[0][:1])  # warm-up, not timed
     t0 = time.perf_counter()
-    collect_stats(model, [batches[0][:2], batches[0][2:4]], progress=False)  # compiles the kernels: not timed
-    kernels = "fused (torch.compile)" if fused.active(torch.empty(0)) else "unfused"
-    print(f"statistics kernels: {kernels}; warm-up (compilation) {time.perf_counter() - t0:.1f} s", flush=True)
+    collect_stats(model, [batches[0][:2], batches[0][2:4]], progress=False)  # builds the kernel: not timed
+    kernels = "fused (C, OpenMP)" if fused.active(torch.empty(0)) else "unfused"
+    print(f"statistics kernels: {kernels}; warm-up (build or load) {time.perf_counter() - t0:.1f} s", flush=True)
 
     report(interleaved(model, twin, batches))
     if args.profile:

@@ -12,7 +12,8 @@ The key of a result is a stable hash of
   :mod:`ast`, so imports inside functions count too). The computing module is the module that
   defines ``compute`` (or ``code=``). Nobody keeps a list of dependencies by hand: edit
   ``core/peaks.py`` and every cached result whose module imports it, directly or not, is
-  recomputed; edit an unrelated chapter's module and nothing else is. Package ``__init__`` files
+  recomputed; edit an unrelated chapter's module and nothing else is. A module's companion C source
+  (``core/fused.c`` beside ``core/fused.py``) counts as part of it. Package ``__init__`` files
   hold only re-exports and are not part of any tag;
 * the **model fingerprint** (``model=``): name, dtype, device type and a hash of the weight files
   (:meth:`~paragraph_planning.core.hooks.HookedModel.fingerprint`), so a retrained model under the
@@ -206,11 +207,21 @@ def _has_code(module: str, root: Path) -> bool:
     return False
 
 
+COMPANIONS = (".c",)
+"""Suffixes of a module's companion sources (``core/fused.c`` beside ``core/fused.py``): part of its code."""
+
+
+def _source_files(f: Path) -> list[Path]:
+    """A module file and its companion sources (same stem, a suffix of :data:`COMPANIONS`) that exist."""
+    return [f, *(c for c in (f.with_suffix(s) for s in COMPANIONS) if c.is_file())]
+
+
 @functools.lru_cache(maxsize=None)
 def _tag(module: str, root: Path, stamp: tuple) -> str:
     h = hashlib.sha256()
     for m in dependencies(module, root):
-        h.update(m.encode() + b"\0" + _module_file(m, root).read_bytes() + b"\0")
+        for f in _source_files(_module_file(m, root)):
+            h.update(m.encode() + b"\0" + f.suffix.encode() + b"\0" + f.read_bytes() + b"\0")
     return h.hexdigest()[:16]
 
 
@@ -222,14 +233,14 @@ def code_tag(module: str | ModuleType | Callable[..., Any] | None = None, root: 
     """
     if module is None:
         h = hashlib.sha256()
-        for f in sorted(root.rglob("*.py")):
+        for f in sorted(p for suffix in (".py", *COMPANIONS) for p in root.rglob(f"*{suffix}")):
             h.update(str(f.relative_to(root)).encode() + f.read_bytes())
         return h.hexdigest()[:16]
     name = _module_name(module)
     if _module_file(name, root) is None:
         raise ValueError(f"{name!r} is not a module of the package under {root}.")
-    files = [_module_file(m, root) for m in dependencies(name, root)]
-    stamp = tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files if f is not None)
+    files = [s for m in dependencies(name, root) for s in _source_files(_module_file(m, root))]
+    stamp = tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files)
     return _tag(name, root, stamp)
 
 

@@ -110,6 +110,16 @@ def test_code_tag_follows_imports_transitively(package_copy):
     assert cache.code_tag(mod, root) == unrelated
 
 
+def test_a_companion_c_source_is_part_of_its_module(package_copy):
+    """core/fused.c is compiled and called by core/fused.py: editing it changes the key of what uses statistics."""
+    root, mod = package_copy, "paragraph_planning.papers.ablation"
+    assert "paragraph_planning.core.fused" in cache.dependencies(mod, root)
+    before, whole = cache.code_tag(mod, root), cache.code_tag(None, root)
+    _append(root / "core" / "fused.c", "\n/* an edit */\n")
+    assert cache.code_tag(mod, root) != before
+    assert cache.code_tag(None, root) != whole
+
+
 def test_lazy_imports_inside_functions_count(package_copy):
     root = package_copy
     (root / "papers" / "lazy.py").write_text("def f():\n    from ..core import peaks\n    return peaks\n")

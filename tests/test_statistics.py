@@ -288,11 +288,12 @@ def test_stats_frame_is_one_row_per_neuron():
 GOLDEN = Path(__file__).parent / "data" / "stats_before_issue17.pt"
 EXACT = ("count", "frac_pos", "min", "max", "lo", "hi", "hist", "peak", "reservoir", "reservoir_index")
 ROUNDED = ("mean", "var", "std", "mean_abs", "mean_sqrt_abs", "rms")  # float32 chunk sums: equal to rounding
-# Work layouts. Fused (compiled) kernels: tokens per chunk, neurons per column group. Unfused path: chunk
+# Work layouts. Fused (compiled) kernel: tokens per chunk, neurons per block. Unfused path: chunk
 # values, values per binning piece, neurons per column group, reduction threads.
 UNFUSED = {"fused.FUSED": False}
-LAYOUTS = {"default": {},  # fused where torch.compile works (here it must: "fused" layouts require it)
-           "fused, small chunks and ragged groups": {"fused.FUSED": True, "fused.ROWS": 7, "_GROUP": 64},
+LAYOUTS = {"default": {},  # fused where the kernel builds (here it must: "fused" layouts require it)
+           "fused, small chunks and ragged groups": {"fused.FUSED": True, "fused.ROWS": 7, "fused.COLUMNS": 64},
+           "fused, narrow groups": {"fused.FUSED": True, "fused.ROWS": 32, "fused.COLUMNS": 5},
            "unfused": UNFUSED, "unfused, two threads": {**UNFUSED, "REDUCTION_THREADS": 2},
            "unfused, small chunks, pieces and groups": {**UNFUSED, "_CHUNK": 600, "_PIECE": 400, "_GROUP": 16},
            "unfused, ragged groups, three threads": {**UNFUSED, "_CHUNK": 1000, "_PIECE": 9000, "_GROUP": 64,
@@ -359,23 +360,32 @@ def test_threads_do_not_change_a_bit(monkeypatch):
     _same_state(runs[1], runs[2])
 
 
-def test_fused_kernels_fall_back_with_a_warning_where_compiling_fails(monkeypatch):
-    def no_compiler(fn, **kw):
-        raise RuntimeError("no C++ compiler found")
+def test_fused_kernel_falls_back_with_a_warning_where_it_cannot_be_built(monkeypatch):
+    def no_compiler():
+        raise RuntimeError("no C compiler found (install gcc, or set $CC)")
 
-    monkeypatch.setattr(fused, "_compiled", {})
+    monkeypatch.setattr(fused, "_lib", None)
     monkeypatch.setattr(fused, "_broken", None)
-    monkeypatch.setattr(fused.torch, "compile", no_compiler)
-    with pytest.warns(RuntimeWarning, match="fused statistics kernels are unavailable here .*no C\\+\\+ compiler"):
+    monkeypatch.setattr(fused, "_compiler", no_compiler)
+    with pytest.warns(RuntimeWarning, match="fused statistics kernel is unavailable here .*no C compiler"):
         s = _golden_run()
     assert not fused.active(torch.zeros(1))
     with monkeypatch.context() as m:
         _layout(m, "unfused")
         _same_state(s.to_dict(), _golden_run().to_dict())  # the fallback is the unfused path, bit for bit
     monkeypatch.setattr(fused, "FUSED", True)
-    monkeypatch.setattr(fused, "_compiled", {})
-    with pytest.raises(RuntimeError, match="no C\\+\\+ compiler"):  # required: the error propagates
+    with pytest.raises(RuntimeError, match="no C compiler"):  # required: the error propagates
         _golden_run()
+
+
+def test_a_compiler_error_is_named(monkeypatch, tmp_path):
+    bad = tmp_path / "fused.c"
+    bad.write_text("this is not C\n")
+    monkeypatch.setattr(fused, "SOURCE", bad)
+    monkeypatch.setenv("PARAGRAPH_PLANNING_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(RuntimeError, match="failed to compile fused.c"):
+        fused.build()
+    assert not list((tmp_path / "cache" / "kernels").iterdir())  # no half-written library left behind
 
 
 def test_reduction_threads_leave_the_callers_torch_threads_alone(monkeypatch):

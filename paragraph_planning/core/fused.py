@@ -1,130 +1,152 @@
-"""Fused CPU kernels of :class:`~paragraph_planning.core.statistics.NeuronStats`' update (``torch.compile``).
+"""The fused CPU kernel of :class:`~paragraph_planning.core.statistics.NeuronStats`' update (a small C library).
 
 The unfused path makes about twenty passes over every activation (one torch operation per statistic,
-each reading and writing memory). Here inductor's C++ backend compiles two kernels:
+each reading and writing memory) and a histogram pass with ``torch.bincount``, which runs on one core.
+``fused.c`` (next to this module) does the whole update in one pass over memory, in blocks of
+:data:`ROWS` tokens by :data:`COLUMNS` neurons shared between torch's threads:
 
-* :func:`partials`: every chunk's float32 mean, sums of ``x - mean``, ``(x - mean)**2``, ``|x|``,
-  ``sqrt|x|`` and ``x > 0``, minimum and maximum, in one pass over chunks of :data:`ROWS` tokens
-  (the same :class:`~paragraph_planning.core.reduction.Partials` the unfused path makes, merged
-  in float64 the same way);
-* :func:`counts`: the histogram bin of every value, by the unfused path's float32 formula
-  (``(x - lo) * scale`` clamped to ``[0, bins - 1]``, so the same bins), written column group by column
-  group as ``neuron in group * bins + bin`` (int16 where it fits), so that each group's
-  ``torch.bincount`` increments counters that stay in cache.
+* every chunk's float32 mean, sums of ``x - mean``, ``(x - mean)**2``, ``|x|``, ``sqrt|x|`` and ``x > 0``,
+  minimum and maximum: the :class:`~paragraph_planning.core.reduction.Partials` the unfused path makes,
+  merged in float64 the same way;
+* the histogram bin of every value by the unfused path's float32 formula (``(x - lo) * scale`` clamped to
+  ``[0, bins - 1]``, so the same bins), counted in per-thread counters that stay in cache.
 
-Both use torch's own CPU threads. Sums differ from the unfused path's by float32 rounding (other
-summation order); extremes, counts and bins are identical.
+Sums differ from the unfused path's by float32 rounding (another summation order); extremes, counts and
+bins are identical, and nothing depends on the number of threads.
 
-:data:`FUSED`: ``None`` (default) uses the kernels on the CPU when ``torch.compile`` works here and
-otherwise warns once, naming the reason, and uses the unfused path; ``True`` requires them (errors
-propagate); ``False`` never uses them. The first compilation takes 10-30 s; inductor caches it on disk,
-so later processes need a few seconds.
+The library is compiled once per machine with the system's C compiler (``$CC``, else ``gcc``, ``cc`` or
+``clang``; about a second) into the cache folder (``kernels/``, named by a hash of the source, the
+compiler and the flags) and loaded with :mod:`ctypes`. It uses OpenMP; with gcc on Linux that is the
+``libgomp`` torch has loaded, so the kernel runs on torch's own thread pool.
+
+:data:`FUSED`: ``None`` (default) uses the kernel on the CPU where it builds and otherwise warns once,
+naming the reason, and uses the unfused path; ``True`` requires it (errors propagate); ``False`` never
+uses it.
 """
 from __future__ import annotations
 
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
 import warnings
-from typing import Any, Callable
+from pathlib import Path
 
 import torch
 
+from ..util import cache_dir
 from .reduction import Partials
 
 FUSED: bool | None = None
-"""Use the compiled kernels: None (when they work), True (always; errors propagate), False (never)."""
+"""Use the compiled kernel: None (where it builds), True (always; errors propagate), False (never)."""
 ROWS = 128
-"""Tokens per chunk of the fused partial moments (float32 sums over at most this many tokens)."""
-_broken: str | None = None  # why compiling failed here (then the unfused path is used)
-_compiled: dict[Callable[..., Any], Callable[..., Any]] = {}
+"""Tokens per chunk of the partial moments: float32 sums, accumulated in order, over at most this many tokens
+(keep it small: the rounding error grows with it)."""
+COLUMNS = 64
+"""Neurons per block of work: a block's rows and its ``COLUMNS x bins`` int32 counters stay in cache."""
+SOURCE = Path(__file__).with_name("fused.c")
+FLAGS = ("-O3", "-shared", "-fPIC", "-fno-math-errno", "-ffp-contract=off", "-fopenmp")
+"""Compiler flags. No ``-march=native`` (the cache folder may be shared by other CPUs) and no fast-math
+(the bins must be torch's float32 ones); ``-fno-math-errno`` lets ``sqrtf`` vectorise."""
+_MAX_ROWS = 1 << 30  # rows per call: the per-thread int32 counters cannot overflow
+_broken: str | None = None  # why the build failed here (then the unfused path is used)
+_lib: ctypes.CDLL | None = None
 
 
 def active(x: torch.Tensor) -> bool:
-    """Whether an update of ``x`` uses the fused kernels."""
+    """Whether an update of ``x`` uses the fused kernel."""
     return x.device.type == "cpu" and FUSED is not False and (FUSED is True or _broken is None)
 
 
-def _partials_kernel(x3: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    c = x3.float()
-    centre = c.mean(1)
-    w = c - centre[:, None]
-    a = c.abs()
-    sums = torch.stack([w.sum(1), (w * w).sum(1), a.sum(1), a.sqrt().sum(1), (c > 0).float().sum(1)], 1)
-    return centre, sums, c.amin(1), c.amax(1)
+def _compiler() -> str:
+    found = os.environ.get("CC") or next((c for c in ("gcc", "cc", "clang") if shutil.which(c)), None)
+    if not found:
+        raise RuntimeError("no C compiler found (install gcc, or set $CC)")
+    return found
 
 
-def _index_kernel(x: torch.Tensor, lo: torch.Tensor, scale: torch.Tensor, local: torch.Tensor,
-                  top: torch.Tensor, groups: int, width: int) -> torch.Tensor:
-    c = x.float().reshape(x.shape[0], groups, width)
-    pos = ((c - lo.view(groups, width)) * scale.view(groups, width)).clamp_min(0).clamp_max(top)
-    return (pos.to(local.dtype) + local).permute(1, 0, 2).contiguous()
+def build() -> Path:
+    """Compile ``fused.c`` into the cache folder unless it is there already; returns the library's path."""
+    cc, source = _compiler(), SOURCE.read_bytes()
+    version = subprocess.run([cc, "--version"], capture_output=True, text=True, check=True).stdout
+    key = hashlib.sha256(b"\0".join(s if isinstance(s, bytes) else s.encode() for s in (
+        source, cc, version, " ".join(FLAGS), platform.machine(), platform.system()))).hexdigest()[:16]
+    path = cache_dir("kernels") / f"fused-{key}.so"
+    if not path.exists():
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=path.parent)
+        os.close(fd)
+        try:
+            done = subprocess.run([cc, *FLAGS, str(SOURCE), "-o", tmp, "-lm"], capture_output=True, text=True)
+            if done.returncode:
+                raise RuntimeError(f"{cc} failed to compile {SOURCE.name}: {done.stderr.strip()[:500]}")
+            os.replace(tmp, path)  # atomic: another process sees no half-written library
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+    return path
 
 
-def _call(fn: Callable[..., Any], *args: Any, compiled: bool = True) -> Any:
-    """``fn`` on ``args`` without gradients, compiled (once per process; dynamic shapes) unless ``compiled`` is False.
-
-    Uncompiled calls serve the odd shapes (a tail chunk, the last, narrower group) without a compilation
-    each. Past torch's recompilation limit (many shapes or dtypes in one process) dynamo runs ``fn`` as it is.
-    """
-    if compiled and fn not in _compiled:
-        _compiled[fn] = torch.compile(fn, dynamic=True)
-    with torch.no_grad():  # one grad mode: no recompilation when a caller's differs
-        return (_compiled[fn] if compiled else fn)(*args)
+def _library() -> ctypes.CDLL:
+    global _lib
+    if _lib is None:
+        lib = ctypes.CDLL(str(build()))
+        i64, ptr = ctypes.c_int64, ctypes.c_void_p
+        lib.pp_update.argtypes = [ptr, i64, i64, i64, i64, i64, ctypes.c_int, ptr, ptr, ptr, ptr, ptr, ptr,
+                                  ctypes.c_int32, ptr]
+        lib.pp_update.restype = None
+        _lib = lib
+    return _lib
 
 
 def _unavailable(err: Exception) -> None:
-    """Record why compiling failed and warn (once: :func:`active` is False from now on); re-raise if required."""
+    """Record why the build failed and warn (once: :func:`active` is False from now on); re-raise if required."""
     global _broken
     if FUSED:
         raise err
     first = str(err).strip().splitlines()
     _broken = f"{type(err).__name__}: {first[0] if first else ''}"[:300]
-    warnings.warn(f"The fused statistics kernels are unavailable here ({_broken}); using the unfused torch "
+    warnings.warn(f"The fused statistics kernel is unavailable here ({_broken}); using the unfused torch "
                   f"path (slower). Set paragraph_planning.core.fused.FUSED = False to skip trying.",
                   RuntimeWarning, stacklevel=4)
 
 
-def partials(x: torch.Tensor) -> Partials | None:
-    """:class:`Partials` of ``x`` ``[tokens, neurons]`` in chunks of :data:`ROWS` tokens (the last may be shorter).
+def _ptr(t: torch.Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
 
-    None where compiling failed (warned; see :data:`FUSED`).
+
+def update(x: torch.Tensor, *, moments: bool = True, lo: torch.Tensor | None = None,
+           scale: torch.Tensor | None = None, bins: int = 1) -> Partials | None:
+    """:class:`Partials` of ``x`` ``[tokens, neurons]`` (chunks of :data:`ROWS` tokens; the last may be shorter).
+
+    ``moments=False`` skips the chunk moments (the fields are then empty). With ``lo`` and ``scale``
+    (float32 ``[neurons]``, bin = ``(x - lo) * scale``), ``counts`` holds the flat ``[neurons * bins]``
+    int64 histogram. ``x`` is read in float32 (other dtypes are converted first, as the unfused path
+    rounds them). None where the kernel cannot be built (warned; see :data:`FUSED`).
     """
-    rows, n = x.shape
-    full, tail = divmod(rows, ROWS)
-    parts = []
     try:
-        if full:
-            parts.append(_call(_partials_kernel, x[: full * ROWS].reshape(full, ROWS, n)))
-    except Exception as err:  # a missing compiler, an unsupported platform, ...
+        lib = _library()
+    except Exception as err:  # no compiler, no OpenMP, an unsupported platform, ...
         _unavailable(err)
         return None
-    if tail:
-        parts.append(_call(_partials_kernel, x[full * ROWS:].reshape(1, tail, n), compiled=False))
-    centre, sums, low, high = (torch.cat(t) if len(parts) > 1 else t[0] for t in zip(*parts))
-    sizes = torch.tensor([ROWS] * full + ([tail] if tail else []), dtype=torch.float64)
-    return Partials(ROWS, sizes, centre, sums, low, high, None)
-
-
-def counts(x: torch.Tensor, lo: torch.Tensor, scale: torch.Tensor, local: torch.Tensor,
-           bins: int) -> torch.Tensor | None:
-    """Flat ``[neurons * bins]`` int64 histogram counts of ``x``, in column groups of ``len(local)`` neurons.
-
-    ``local``: ``neuron in group * bins`` (int16 or int32, the dtype of the indices). None where
-    compiling failed (warned; see :data:`FUSED`).
-    """
+    x = x.detach()
+    if x.dtype != torch.float32 or x.stride(1) != 1:
+        x = x.float().contiguous()
     rows, n = x.shape
-    group = len(local)
-    full = n // group
-    top = torch.tensor(bins - 1, dtype=torch.float32)
-    out = torch.zeros(n * bins, dtype=torch.int64)
-    for start, groups, width in ((0, full, group), (full * group, 1, n - full * group)):
-        if groups and width:
-            cols = slice(start, start + groups * width)
-            try:
-                index = _call(_index_kernel, x[:, cols], lo[cols], scale[cols], local[:width], top, groups, width,
-                              compiled=start == 0)  # the last, narrower group uncompiled
-            except Exception as err:
-                _unavailable(err)
-                return None
-            for g in range(groups):
-                first = (start + g * width) * bins
-                out[first: first + width * bins] += torch.bincount(index[g].view(-1), minlength=width * bins)
-    return out
+    k = -(-rows // ROWS) if moments else 0
+    centre, low, high = (torch.empty(k, n) for _ in range(3))
+    sums = torch.empty(k, 5, n)
+    binned = lo is not None and scale is not None
+    edges = (lo.float().contiguous(), scale.float().contiguous()) if binned else (None, None)  # kept alive
+    counts = torch.zeros(n * bins, dtype=torch.int64) if binned else None
+    step = _MAX_ROWS // ROWS * ROWS  # whole chunks per call
+    for start in range(0, rows, step):
+        part, first = x[start: start + step], start // ROWS
+        lib.pp_update(part.data_ptr(), part.shape[0], n, x.stride(0), ROWS, COLUMNS, torch.get_num_threads(),
+                      *(_ptr(t[first:]) if moments else None for t in (centre, sums, low, high)),
+                      *map(_ptr, edges), bins, _ptr(counts))
+    sizes = torch.full((k,), float(ROWS), dtype=torch.float64)
+    if k and rows % ROWS:
+        sizes[-1] = rows % ROWS
+    return Partials(ROWS, sizes, centre, sums, low, high, counts)

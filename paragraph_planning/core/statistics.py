@@ -16,18 +16,19 @@ update is reduced chunk by chunk: per chunk, float32 sums of ``x - c``, ``(x - c
 chunk's float32 mean), ``|x|``, ``sqrt|x|`` and ``x > 0``, and the minimum and maximum. After the
 whole update is checked for NaN/inf, the chunks are merged into float64 accumulators, mean and
 variance with the pairwise formula of Chan et al., so ``var`` stays accurate when ``|mean| >> std``.
-Then the histogram: column group by column group (``_GROUP`` neurons), bin indices
-``neuron in group * bins + bin`` (int16 where they fit) are counted with one ``torch.bincount`` per
-group, so the counters being incremented stay in cache.
+Then each value's histogram bin is counted, a group of neurons at a time, so that the counters being
+incremented stay in cache.
 
-On the CPU, two compiled kernels (:mod:`paragraph_planning.core.fused`, ``torch.compile``) do this
-in two passes over the activations, on torch's threads, with chunks of ``fused.ROWS`` tokens. Where
-compiling fails (no C++ compiler, say) a warning names the reason and the unfused path is used: one
-torch operation per statistic, on chunks of about ``_CHUNK`` values (an even number of them), split
-between :data:`REDUCTION_THREADS` single-threaded threads (default: as many as torch uses), the
-histogram read straight from the activations in pieces of at most ``_PIECE`` values per group. Both
-paths give the same extremes, counts and bins; sums differ by float32 rounding. Neither depends on
-the number of threads.
+On the CPU, one compiled C kernel (:mod:`paragraph_planning.core.fused`, built once per machine with the
+system's C compiler) does all of this in one pass over memory, on torch's threads, in blocks of
+``fused.ROWS`` tokens by ``fused.COLUMNS`` neurons. Where it cannot be built (no C compiler, say) a
+warning names the reason and the unfused path is used: one torch operation per statistic, on chunks of
+about ``_CHUNK`` values (an even number of them), split between :data:`REDUCTION_THREADS`
+single-threaded threads (default: as many as torch uses), the histogram read straight from the
+activations in pieces of at most ``_PIECE`` values per group of ``_GROUP`` neurons (bin indices
+``neuron in group * bins + bin``, int16 where they fit, one ``torch.bincount`` per group). Both paths
+give the same extremes, counts and bins; sums differ by float32 rounding. Neither depends on the number
+of threads.
 
 Histogram range. It is fixed after a pilot (the first ``pilot`` non-empty updates): the per-neuron
 ``[min, max]`` of the pilot, widened by 1% of its span on each side (by 1% of ``max(|x|, 1)`` for a
@@ -149,16 +150,13 @@ class NeuronStats:
                 self._pilot_data.append(x.clone())
 
     def _reduce_fused(self, x: torch.Tensor) -> Partials | None:
-        """The partial results of the whole update with the compiled kernels (see :mod:`.fused`); None
-        where compiling failed."""
-        part = fused.partials(x)
-        if part is None:
-            return None
-        part.check(self.name)  # before a NaN becomes a bin index
-        if self._lo is not None and self.bins > 1:
-            part.counts = fused.counts(x, self._lo32, self._scale, self._local, self.bins)
-            if part.counts is None:
-                return None
+        """The partial results of the whole update with the fused kernel (see :mod:`.fused`); None where
+        it cannot be built."""
+        binned = self._lo is not None and self.bins > 1
+        part = fused.update(x, lo=self._lo32 if binned else None, scale=self._scale if binned else None,
+                            bins=self.bins)
+        if part is not None:
+            part.check(self.name)  # before a count is committed
         return part
 
     def _step(self, rows: int) -> int:
@@ -259,9 +257,10 @@ class NeuronStats:
             if self.bins == 1:  # every value lands in the one bin
                 self._hist += data.shape[0]
                 continue
-            got = fused.counts(data, self._lo32, self._scale, self._local, self.bins) if fused.active(data) else None
+            got = fused.update(data, moments=False, lo=self._lo32, scale=self._scale, bins=self.bins) \
+                if fused.active(data) else None
             if got is not None:
-                self._hist += got
+                self._hist += got.counts
                 continue
             with _single_threaded(data.device) as threads:
                 run_split(ranges(self.n_neurons, _GROUP), lambda share: self._bin(data, share, self._hist), threads)
@@ -422,7 +421,7 @@ class NeuronStats:
 def _single_threaded(device: torch.device, keep: bool = False) -> Iterator[int]:
     """Torch single-threaded in this thread (on the CPU); yields the number of reduction threads to use.
 
-    ``keep``: leave torch's threads as they are (the fused kernels use them) and yield 1.
+    ``keep``: leave torch's threads as they are (the fused kernel uses them) and yield 1.
     """
     if device.type != "cpu" or keep:
         yield 1
