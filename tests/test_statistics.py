@@ -388,6 +388,17 @@ def test_a_compiler_error_is_named(monkeypatch, tmp_path):
     assert not list((tmp_path / "cache" / "kernels").iterdir())  # no half-written library left behind
 
 
+def test_many_bins_take_narrower_blocks_and_the_same_counts(monkeypatch):
+    """3,000 bins: the fused kernel's blocks shrink to 21 neurons (its counters stay small); counts as unfused."""
+    x = _golden_inputs()[:900]
+    runs = {}
+    for layout in ("fused, small chunks and ragged groups", "unfused"):
+        with monkeypatch.context() as m:
+            _layout(m, layout)
+            runs[layout] = _fed(x, [300, 600], bins=3000, reservoir=0).hist
+    assert torch.equal(*runs.values()) and int(runs["unfused"].sum()) == x.numel()
+
+
 def test_reduction_threads_leave_the_callers_torch_threads_alone(monkeypatch):
     monkeypatch.setattr(st, "REDUCTION_THREADS", 3)
     before = torch.get_num_threads()

@@ -46,12 +46,14 @@ ROWS = 128
 """Tokens per chunk of the partial moments: float32 sums, accumulated in order, over at most this many tokens
 (keep it small: the rounding error grows with it)."""
 COLUMNS = 64
-"""Neurons per block of work: a block's rows and its ``COLUMNS x bins`` int32 counters stay in cache."""
+"""Neurons per block of work: a block's rows and its ``COLUMNS x bins`` int32 counters stay in cache (fewer
+neurons per block where ``bins`` exceeds 1,024)."""
 SOURCE = Path(__file__).with_name("fused.c")
 FLAGS = ("-O3", "-shared", "-fPIC", "-fno-math-errno", "-ffp-contract=off", "-fopenmp")
 """Compiler flags. No ``-march=native`` (the cache folder may be shared by other CPUs) and no fast-math
 (the bins must be torch's float32 ones); ``-fno-math-errno`` lets ``sqrtf`` vectorise."""
 _MAX_ROWS = 1 << 30  # rows per call: the per-thread int32 counters cannot overflow
+_COUNTERS = 1 << 16  # at most this many int32 counters per thread (fewer neurons per block for many bins)
 _broken: str | None = None  # why the build failed here (then the unfused path is used)
 _lib: ctypes.CDLL | None = None
 
@@ -141,9 +143,10 @@ def update(x: torch.Tensor, *, moments: bool = True, lo: torch.Tensor | None = N
     edges = (lo.float().contiguous(), scale.float().contiguous()) if binned else (None, None)  # kept alive
     counts = torch.zeros(n * bins, dtype=torch.int64) if binned else None
     step = _MAX_ROWS // ROWS * ROWS  # whole chunks per call
+    columns = max(1, min(COLUMNS, _COUNTERS // bins)) if binned else COLUMNS
     for start in range(0, rows, step):
         part, first = x[start: start + step], start // ROWS
-        lib.pp_update(part.data_ptr(), part.shape[0], n, x.stride(0), ROWS, COLUMNS, torch.get_num_threads(),
+        lib.pp_update(part.data_ptr(), part.shape[0], n, x.stride(0), ROWS, columns, torch.get_num_threads(),
                       *(_ptr(t[first:]) if moments else None for t in (centre, sums, low, high)),
                       *map(_ptr, edges), bins, _ptr(counts))
     sizes = torch.full((k,), float(ROWS), dtype=torch.float64)
