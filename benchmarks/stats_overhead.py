@@ -121,7 +121,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=torch.get_num_threads(),
                     help="torch threads (default: all); 1 gives CPU times that mean something on a loaded machine")
     ap.add_argument("--reduction-threads", type=int, default=stats_module.REDUCTION_THREADS,
-                    help="threads that reduce the statistics (default: the package's, as many as --threads)")
+                    help="threads that reduce the statistics on the unfused path (default: as many as --threads)")
     ap.add_argument("--kernels", choices=("fused", "unfused"), default="fused",
                     help="fused: the compiled C kernel (falls back, with a warning, where it cannot be built)")
     ap.add_argument("--profile", action="store_true", help="then profile one batch (body alone, with statistics)")
@@ -135,8 +135,9 @@ def main() -> None:
     n_tok = sum(b.numel() for b in batches)
     neurons = sum(model.cfg.n_neurons(s) for s in ("attn.pre_out", "mlp.pre_out")) * model.cfg.n_layers
     print(f"{model}\n{len(batches)} batches of {args.batch}x{args.seq} = {n_tok} tokens of stdlib source; "
-          f"{neurons} neurons per token; torch threads {torch.get_num_threads()}, reduction threads "
-          f"{args.reduction_threads or torch.get_num_threads()}", flush=True)
+          f"{neurons} neurons per token; torch threads {torch.get_num_threads()}"
+          + (f", reduction threads {args.reduction_threads or torch.get_num_threads()}"
+             if args.kernels == "unfused" else ""), flush=True)
     for m in (model, twin):
         m(batches[0][:1])  # warm-up, not timed
     t0 = time.perf_counter()

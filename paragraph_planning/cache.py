@@ -220,8 +220,10 @@ def _source_files(f: Path) -> list[Path]:
 def _tag(module: str, root: Path, stamp: tuple) -> str:
     h = hashlib.sha256()
     for m in dependencies(module, root):
-        for f in _source_files(_module_file(m, root)):
-            h.update(m.encode() + b"\0" + f.suffix.encode() + b"\0" + f.read_bytes() + b"\0")
+        module_file, *companions = _source_files(_module_file(m, root))
+        h.update(m.encode() + b"\0" + module_file.read_bytes() + b"\0")
+        for f in companions:  # only where there are any: the tags of other modules stay as they were
+            h.update(f.suffix.encode() + b"\0" + f.read_bytes() + b"\0")
     return h.hexdigest()[:16]
 
 

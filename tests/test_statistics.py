@@ -293,7 +293,8 @@ ROUNDED = ("mean", "var", "std", "mean_abs", "mean_sqrt_abs", "rms")  # float32 
 UNFUSED = {"fused.FUSED": False}
 LAYOUTS = {"default": {},  # fused where the kernel builds (here it must: "fused" layouts require it)
            "fused, small chunks and ragged groups": {"fused.FUSED": True, "fused.ROWS": 7, "fused.COLUMNS": 64},
-           "fused, narrow groups": {"fused.FUSED": True, "fused.ROWS": 32, "fused.COLUMNS": 5},
+           "fused, narrow ragged groups": {"fused.FUSED": True, "fused.ROWS": 32, "fused.COLUMNS": 7},
+           "fused, rows split between calls": {"fused.FUSED": True, "fused.ROWS": 7, "fused._MAX_ROWS": 22},
            "unfused": UNFUSED, "unfused, two threads": {**UNFUSED, "REDUCTION_THREADS": 2},
            "unfused, small chunks, pieces and groups": {**UNFUSED, "_CHUNK": 600, "_PIECE": 400, "_GROUP": 16},
            "unfused, ragged groups, three threads": {**UNFUSED, "_CHUNK": 1000, "_PIECE": 9000, "_GROUP": 64,
@@ -312,7 +313,16 @@ def _golden_inputs():
     return x
 
 
+def _compiler_here():
+    try:
+        return bool(fused._compiler())
+    except RuntimeError:
+        return False
+
+
 def _layout(monkeypatch, name):
+    if LAYOUTS[name].get("fused.FUSED") and not _compiler_here():
+        pytest.skip("no C compiler here: the fused kernel cannot be built")
     for key, value in LAYOUTS[name].items():
         module, attr = (fused, key[6:]) if key.startswith("fused.") else (st, key)
         monkeypatch.setattr(module, attr, value)
@@ -378,6 +388,7 @@ def test_fused_kernel_falls_back_with_a_warning_where_it_cannot_be_built(monkeyp
         _golden_run()
 
 
+@pytest.mark.skipif(not _compiler_here(), reason="no C compiler here")
 def test_a_compiler_error_is_named(monkeypatch, tmp_path):
     bad = tmp_path / "fused.c"
     bad.write_text("this is not C\n")
@@ -386,6 +397,37 @@ def test_a_compiler_error_is_named(monkeypatch, tmp_path):
     with pytest.raises(RuntimeError, match="failed to compile fused.c"):
         fused.build()
     assert not list((tmp_path / "cache" / "kernels").iterdir())  # no half-written library left behind
+
+
+@pytest.mark.parametrize("layout", [k for k in LAYOUTS if k.startswith("fused")])
+def test_fused_kernel_reads_strided_rows_and_float64_as_float32(monkeypatch, layout):
+    _layout(monkeypatch, layout)
+    x = _golden_inputs()
+    want = _golden_run().to_dict()
+    for other in (torch.cat([x, -x], 1)[:, :150], x.double()):  # rows 300 floats apart; float64 of the same values
+        s = NeuronStats(150, bins=37, reservoir=50, pilot=2, seed=3)
+        for part in other.split([700, 1, 1234, 665]):
+            s.update(part)
+        _same_state(s.to_dict(), want)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+@pytest.mark.parametrize("row", [0, 7, 699])  # the first row of the update, of a later chunk, the last row
+def test_fused_kernel_raises_on_a_non_finite_value_anywhere_in_a_block(monkeypatch, value, row):
+    _layout(monkeypatch, "fused, small chunks and ragged groups")  # chunks of 7 rows
+    x = _golden_inputs()
+    s = _fed(x[:1000], 500, bins=20, reservoir=8)
+    before = s.to_dict()
+    bad = x[1000:1700].clone()
+    bad[row, 149] = value
+    with pytest.raises(NonFiniteActivationError, match=r"neurons \[149\]"):
+        s.update(bad)
+    _same_state(s.to_dict(), before)
+
+
+def test_bins_beyond_float32_indices_are_refused():
+    with pytest.raises(ValueError, match="bins <= 16,777,216"):
+        NeuronStats(3, bins=(1 << 24) + 1)
 
 
 def test_many_bins_take_narrower_blocks_and_the_same_counts(monkeypatch):

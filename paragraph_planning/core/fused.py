@@ -1,7 +1,7 @@
 """The fused CPU kernel of :class:`~paragraph_planning.core.statistics.NeuronStats`' update (a small C library).
 
 The unfused path makes about twenty passes over every activation (one torch operation per statistic,
-each reading and writing memory) and a histogram pass with ``torch.bincount``, which runs on one core.
+each reading and writing memory) and then bins them (``torch.bincount``, single-threaded per call).
 ``fused.c`` (next to this module) does the whole update in one pass over memory, in blocks of
 :data:`ROWS` tokens by :data:`COLUMNS` neurons shared between torch's threads:
 
@@ -29,9 +29,9 @@ import ctypes
 import hashlib
 import os
 import platform
+import shlex
 import shutil
 import subprocess
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -63,37 +63,41 @@ def active(x: torch.Tensor) -> bool:
     return x.device.type == "cpu" and FUSED is not False and (FUSED is True or _broken is None)
 
 
-def _compiler() -> str:
-    found = os.environ.get("CC") or next((c for c in ("gcc", "cc", "clang") if shutil.which(c)), None)
+def _compiler() -> list[str]:
+    """The C compiler's command: ``$CC`` (which may hold arguments, ``ccache gcc``), else gcc, cc or clang."""
+    found = shlex.split(os.environ.get("CC", "")) or [c for c in ("gcc", "cc", "clang") if shutil.which(c)][:1]
     if not found:
         raise RuntimeError("no C compiler found (install gcc, or set $CC)")
     return found
 
 
-def build() -> Path:
-    """Compile ``fused.c`` into the cache folder unless it is there already; returns the library's path."""
+def build(rebuild: bool = False) -> Path:
+    """Compile ``fused.c`` into the cache folder unless it is there already (or ``rebuild``); returns its path."""
     cc, source = _compiler(), SOURCE.read_bytes()
-    version = subprocess.run([cc, "--version"], capture_output=True, text=True, check=True).stdout
+    version = subprocess.run([*cc, "--version"], capture_output=True, text=True, check=True).stdout
     key = hashlib.sha256(b"\0".join(s if isinstance(s, bytes) else s.encode() for s in (
-        source, cc, version, " ".join(FLAGS), platform.machine(), platform.system()))).hexdigest()[:16]
+        source, " ".join(cc), version, " ".join(FLAGS), platform.machine(), platform.system()))).hexdigest()[:16]
     path = cache_dir("kernels") / f"fused-{key}.so"
-    if not path.exists():
-        fd, tmp = tempfile.mkstemp(suffix=".so", dir=path.parent)
-        os.close(fd)
+    if rebuild or not path.exists():
+        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp")
         try:
-            done = subprocess.run([cc, *FLAGS, str(SOURCE), "-o", tmp, "-lm"], capture_output=True, text=True)
+            done = subprocess.run([*cc, *FLAGS, str(SOURCE), "-o", str(tmp), "-lm"], capture_output=True, text=True)
             if done.returncode:
-                raise RuntimeError(f"{cc} failed to compile {SOURCE.name}: {done.stderr.strip()[:500]}")
+                raise RuntimeError(f"{cc[-1]} failed to compile {SOURCE.name}: {done.stderr.strip()[:500]}")
+            tmp.chmod(0o755)  # other users of a shared cache folder can load it
             os.replace(tmp, path)  # atomic: another process sees no half-written library
         finally:
-            Path(tmp).unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
     return path
 
 
 def _library() -> ctypes.CDLL:
     global _lib
     if _lib is None:
-        lib = ctypes.CDLL(str(build()))
+        try:
+            lib = ctypes.CDLL(str(build()))
+        except OSError:  # a damaged cached library: build it again, once
+            lib = ctypes.CDLL(str(build(rebuild=True)))
         i64, ptr = ctypes.c_int64, ctypes.c_void_p
         lib.pp_update.argtypes = [ptr, i64, i64, i64, i64, i64, ctypes.c_int, ptr, ptr, ptr, ptr, ptr, ptr,
                                   ctypes.c_int32, ptr]
@@ -132,24 +136,28 @@ def update(x: torch.Tensor, *, moments: bool = True, lo: torch.Tensor | None = N
     except Exception as err:  # no compiler, no OpenMP, an unsupported platform, ...
         _unavailable(err)
         return None
+    if (lo is None) != (scale is None):
+        raise ValueError("Pass both lo and scale (the histogram's bins), or neither.")
     x = x.detach()
     if x.dtype != torch.float32 or x.stride(1) != 1:
         x = x.float().contiguous()
     rows, n = x.shape
     k = -(-rows // ROWS) if moments else 0
-    centre, low, high = (torch.empty(k, n) for _ in range(3))
-    sums = torch.empty(k, 5, n)
+    f32 = {"dtype": torch.float32, "device": "cpu"}  # whatever torch's defaults are: the C code writes these
+    centre, low, high = (torch.empty(k, n, **f32) for _ in range(3))
+    sums = torch.empty(k, 5, n, **f32)
     binned = lo is not None and scale is not None
     edges = (lo.float().contiguous(), scale.float().contiguous()) if binned else (None, None)  # kept alive
-    counts = torch.zeros(n * bins, dtype=torch.int64) if binned else None
-    step = _MAX_ROWS // ROWS * ROWS  # whole chunks per call
+    counts = torch.zeros(n * bins, dtype=torch.int64, device="cpu") if binned else None
+    step = max(1, _MAX_ROWS // ROWS) * ROWS  # whole chunks per call
     columns = max(1, min(COLUMNS, _COUNTERS // bins)) if binned else COLUMNS
     for start in range(0, rows, step):
         part, first = x[start: start + step], start // ROWS
-        lib.pp_update(part.data_ptr(), part.shape[0], n, x.stride(0), ROWS, columns, torch.get_num_threads(),
-                      *(_ptr(t[first:]) if moments else None for t in (centre, sums, low, high)),
-                      *map(_ptr, edges), bins, _ptr(counts))
-    sizes = torch.full((k,), float(ROWS), dtype=torch.float64)
+        with torch.profiler.record_function("paragraph_planning::fused_update"):  # named in torch.profiler tables
+            lib.pp_update(part.data_ptr(), part.shape[0], n, x.stride(0), ROWS, columns, torch.get_num_threads(),
+                          *(_ptr(t[first:]) if moments else None for t in (centre, sums, low, high)),
+                          *map(_ptr, edges), bins, _ptr(counts))
+    sizes = torch.full((k,), float(ROWS), dtype=torch.float64, device="cpu")
     if k and rows % ROWS:
         sizes[-1] = rows % ROWS
     return Partials(ROWS, sizes, centre, sums, low, high, counts)

@@ -45,7 +45,8 @@ one :func:`collect_stats` call keeps the same token positions.
 Memory does not grow with the number of tokens: per site it is a few ``[n_neurons]`` vectors,
 the ``[n_neurons, bins]`` histogram, the ``[reservoir, n_neurons]`` float32 reservoir, plus the
 activations of the pilot's updates but its last until the range is fixed. An update's scratch is
-about its own size (the chunk partials) plus a few MiB per thread.
+about its own size (the chunk partials) plus, per thread, up to 256 KiB of counters (fused kernel) or a
+few MiB (unfused path).
 """
 from __future__ import annotations
 
@@ -70,8 +71,10 @@ _CHUNK = 1 << 18  # values per float32 work chunk (1 MiB: a chunk and its scratc
 _PIECE = 1 << 18  # values of one column group binned at a time (float32 and int16 scratch per thread)
 _GROUP = 128  # neurons binned together: their 128 x bins int64 counters stay in cache
 _MARGIN = 0.01  # widening of the pilot range, as a fraction of its span
+_MAX_BINS = 1 << 24  # float32 holds every bin index exactly up to here
 REDUCTION_THREADS: int | None = None
-"""Threads that reduce one update on the CPU, each single-threaded (None: as many as ``torch.get_num_threads()``)."""
+"""Threads that reduce one update on the CPU on the unfused path, each single-threaded (None: as many as
+``torch.get_num_threads()``). The fused kernel uses torch's threads."""
 # Accumulated state, saved by to_dict: float64 sums, extremes, histogram and reservoir.
 _STATE = ("_mean", "_m2", "_sum_abs", "_sum_sqrt_abs", "_n_pos", "_min", "_max", "_hist", "_res", "_res_index")
 
@@ -103,9 +106,9 @@ class NeuronStats:
 
     def __init__(self, n_neurons: int, *, bins: int = 100, reservoir: int = 1024, pilot: int = 1,
                  seed: int = 0, name: str = ""):
-        if n_neurons < 1 or bins < 1 or reservoir < 0 or pilot < 1:
-            raise ValueError(f"Need n_neurons >= 1, bins >= 1, reservoir >= 0 and pilot >= 1; got "
-                             f"{n_neurons}, {bins}, {reservoir}, {pilot}.")
+        if n_neurons < 1 or not 1 <= bins <= _MAX_BINS or reservoir < 0 or pilot < 1:
+            raise ValueError(f"Need n_neurons >= 1, 1 <= bins <= {_MAX_BINS:,} (bin indices are float32), "
+                             f"reservoir >= 0 and pilot >= 1; got {n_neurons}, {bins}, {reservoir}, {pilot}.")
         self.n_neurons, self.bins, self.reservoir_size = n_neurons, bins, reservoir
         self.pilot, self.seed, self.name = pilot, seed, name
         self.count = 0  # tokens seen
