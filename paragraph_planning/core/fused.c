@@ -83,16 +83,23 @@ static void flush(const int32_t *local, int64_t n, int64_t *counts) {
     }
 }
 
-void pp_update(const float *x, int64_t rows, int64_t cols, int64_t ld, int64_t step, int64_t group, int threads,
-               float *centre, float *sums, float *low, float *high, const float *lo, const float *scale,
-               int32_t bins, int64_t *counts) {
+/* Returns 0, or 1 where a thread could not allocate its counters (then the outputs are incomplete). */
+int pp_update(const float *x, int64_t rows, int64_t cols, int64_t ld, int64_t step, int64_t group, int threads,
+              float *centre, float *sums, float *low, float *high, const float *lo, const float *scale,
+              int32_t bins, int64_t *counts) {
     int64_t chunks = (rows + step - 1) / step, groups = (cols + group - 1) / group;
+    int failed = 0;
 #pragma omp parallel num_threads(threads)
     {
         int32_t *local = counts ? calloc((size_t)(group * bins), sizeof(int32_t)) : NULL;
         int64_t current = -1, width = 0;  /* the column group whose counts `local` holds, and its width */
+        if (counts && !local) {
+#pragma omp atomic write
+            failed = 1;
+        }
 #pragma omp for schedule(static)
         for (int64_t item = 0; item < groups * chunks; item++) {  /* group-major: a thread's items share groups */
+            if (counts && !local) continue;  /* every thread must still reach the end of the loop */
             int64_t g = item / chunks, k = item % chunks;
             int64_t c0 = g * group, w = cols - c0 < group ? cols - c0 : group;
             int64_t r0 = k * step, m = rows - r0 < step ? rows - r0 : step;
@@ -113,4 +120,5 @@ void pp_update(const float *x, int64_t rows, int64_t cols, int64_t ld, int64_t s
         if (current >= 0) flush(local, width * bins, counts + current * group * bins);
         free(local);
     }
+    return failed;
 }

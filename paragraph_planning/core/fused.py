@@ -54,6 +54,7 @@ FLAGS = ("-O3", "-shared", "-fPIC", "-fno-math-errno", "-ffp-contract=off", "-fo
 (the bins must be torch's float32 ones); ``-fno-math-errno`` lets ``sqrtf`` vectorise."""
 _MAX_ROWS = 1 << 30  # rows per call: the per-thread int32 counters cannot overflow
 _COUNTERS = 1 << 16  # at most this many int32 counters per thread (fewer neurons per block for many bins)
+_MAX_COLUMNS = 4096  # neurons per block at most: the kernel keeps six float32 arrays of them on each thread's stack
 _broken: str | None = None  # why the build failed here (then the unfused path is used)
 _lib: ctypes.CDLL | None = None
 
@@ -101,7 +102,7 @@ def _library() -> ctypes.CDLL:
         i64, ptr = ctypes.c_int64, ctypes.c_void_p
         lib.pp_update.argtypes = [ptr, i64, i64, i64, i64, i64, ctypes.c_int, ptr, ptr, ptr, ptr, ptr, ptr,
                                   ctypes.c_int32, ptr]
-        lib.pp_update.restype = None
+        lib.pp_update.restype = ctypes.c_int
         _lib = lib
     return _lib
 
@@ -150,13 +151,16 @@ def update(x: torch.Tensor, *, moments: bool = True, lo: torch.Tensor | None = N
     edges = (lo.float().contiguous(), scale.float().contiguous()) if binned else (None, None)  # kept alive
     counts = torch.zeros(n * bins, dtype=torch.int64, device="cpu") if binned else None
     step = max(1, _MAX_ROWS // ROWS) * ROWS  # whole chunks per call
-    columns = max(1, min(COLUMNS, _COUNTERS // bins)) if binned else COLUMNS
+    columns = max(1, min(COLUMNS, _MAX_COLUMNS, _COUNTERS // bins if binned else _MAX_COLUMNS))
     for start in range(0, rows, step):
         part, first = x[start: start + step], start // ROWS
         with torch.profiler.record_function("paragraph_planning::fused_update"):  # named in torch.profiler tables
-            lib.pp_update(part.data_ptr(), part.shape[0], n, x.stride(0), ROWS, columns, torch.get_num_threads(),
-                          *(_ptr(t[first:]) if moments else None for t in (centre, sums, low, high)),
-                          *map(_ptr, edges), bins, _ptr(counts))
+            failed = lib.pp_update(part.data_ptr(), part.shape[0], n, x.stride(0), ROWS, columns,
+                                   torch.get_num_threads(),
+                                   *(_ptr(t[first:]) if moments else None for t in (centre, sums, low, high)),
+                                   *map(_ptr, edges), bins, _ptr(counts))
+        if failed:
+            raise MemoryError(f"The fused statistics kernel could not allocate {columns * bins:,} counters per thread.")
     sizes = torch.full((k,), float(ROWS), dtype=torch.float64, device="cpu")
     if k and rows % ROWS:
         sizes[-1] = rows % ROWS
