@@ -15,6 +15,7 @@ from paragraph_planning.papers.ablation import (
     AblationData,
     StatsConfig,
     peak_estimates,
+    per_model,
     reference_stats,
     replacement_values,
     run_ablation,
@@ -301,3 +302,14 @@ def test_image_task_with_pixel_resampling():
     assert (half.loss != half.clean_loss).any()
     with pytest.raises(ValueError, match="class token"):
         reference_stats(load_model("tiny-llama"), [torch.zeros(1, 4, dtype=torch.long)], StatsConfig(positions="cls"))
+
+
+def test_per_model_numbers_are_checked_before_any_model_runs():
+    assert per_model("eval_images", 64, ["a", "b"]) == {"a": 64, "b": 64}
+    assert per_model("eval_images", {"b": 2, "a": 1}, ["a", "b"]) == {"a": 1, "b": 2}
+    with pytest.raises(ValueError, match=r"eval_images has no number for b\. Give every model of \['a', 'b'\]"):
+        per_model("eval_images", {"a": 1}, ["a", "b"])
+    with pytest.raises(ValueError, match=r"names c, which is not among the models.*\['a', 'b'\]"):
+        per_model("eval_images", {"a": 1, "b": 1, "c": 1}, ["a", "b"])
+    with pytest.raises(ValueError, match="at least 1"):
+        per_model("eval_images", 0, ["a"])

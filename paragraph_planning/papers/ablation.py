@@ -82,6 +82,33 @@ def _check_choice(name: str, value: Any, valid: Sequence[Any]) -> None:
         raise ValueError(f"Unknown {name} {value!r}. Valid: {', '.join(map(str, valid))}.")
 
 
+def per_model(name: str, value: int | Mapping[str, int], models: Sequence[str]) -> dict[str, int]:
+    """``{model: number}`` from a parameter that is one number for every model or a dict by model name.
+
+    Raises ValueError, naming the parameter and the models, for a dict that leaves out one of ``models``
+    or names another, and for numbers below 1; call it before any model runs.
+
+        >>> per_model("eval_images", {"vit": 500, "dino": 200}, ["vit", "dino"])
+        {'vit': 500, 'dino': 200}
+        >>> per_model("eval_images", 1000, ["vit", "dino"])
+        {'vit': 1000, 'dino': 1000}
+    """
+    if isinstance(value, Mapping):
+        missing, unknown = [m for m in models if m not in value], [str(k) for k in value if k not in models]
+        if missing or unknown:
+            problems = ([f"has no number for {', '.join(missing)}"] if missing else []) + (
+                [f"names {', '.join(unknown)}, which is not among the models"] if unknown else [])
+            raise ValueError(f"{name} {' and '.join(problems)}. Give every model of {list(models)} a number, "
+                             f"or one number for all.")
+        out = {m: int(value[m]) for m in models}
+    else:
+        out = {m: int(value) for m in models}
+    bad = {m: v for m, v in out.items() if v < 1}
+    if bad:
+        raise ValueError(f"{name} must be at least 1, got {bad}.")
+    return out
+
+
 def _check_kde_bw(bw: str | float) -> None:
     if not (bw in ("scott", "silverman") or (isinstance(bw, (int, float)) and not isinstance(bw, bool) and bw > 0)):
         raise ValueError(f"kde_bw must be 'scott', 'silverman' or a positive number, got {bw!r}.")
